@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One-time (and safe to repeat) set-up of a Debian 12 controller, as root:
+# apt packages for the simulated devices, a pinned Python virtualenv, and the
+# collection made visible to Ansible as edgeml.greengrass.
+# Sourced by scripts/demo.sh and scripts/test.sh; run it alone to prepare a machine.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export EDGEML_CACHE="${EDGEML_CACHE:-$HOME/.cache/edgeml}"
+mkdir -p "$EDGEML_CACHE"
+
+APT_PACKAGES=(debootstrap systemd-container socat openssh-client rsync iproute2 util-linux git)
+
+need_apt=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then
+  if [[ $EUID -ne 0 ]]; then
+    echo "setup: missing Debian packages ${need_apt[*]}; run this as root or install them first" >&2
+    exit 2
+  fi
+  echo "setup: installing ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+VENV="$REPO_ROOT/.venv"
+stamp="$VENV/.requirements.sha256"
+want="$(cat "$REPO_ROOT/requirements-dev.txt" "$REPO_ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
+if [[ ! -x "$VENV/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  echo "setup: building the controller virtualenv in $VENV"
+  python3 -m venv "$VENV"
+  export PIP_CACHE_DIR="$EDGEML_CACHE/pip"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO_ROOT/requirements-dev.txt" -c "$REPO_ROOT/constraints.txt"
+  echo "$want" > "$stamp"
+fi
+
+# Ansible finds collections only under .../ansible_collections/<namespace>/<name>.
+# A per-clone link keeps two clones from pointing at each other.
+link_dir="$REPO_ROOT/.collections/ansible_collections/edgeml"
+mkdir -p "$link_dir"
+ln -sfn "$REPO_ROOT" "$link_dir/greengrass"
+
+export PATH="$VENV/bin:$PATH"
+export ANSIBLE_CONFIG="$REPO_ROOT/ansible.cfg"
+export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"

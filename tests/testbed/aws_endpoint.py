@@ -1,0 +1,162 @@
+"""The test bed's local AWS-compatible endpoint: moto's server on 127.0.0.1.
+
+Started on a free port, reached by boto3 and by this collection's modules only
+through the standard ``AWS_ENDPOINT_URL`` / ``endpoint_url`` option with dummy
+credentials, and stopped afterwards.
+
+    python -m tests.testbed.aws_endpoint start --state-dir DIR   # prints the URL
+    python -m tests.testbed.aws_endpoint stop --state-dir DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto accepts any value
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class EndpointError(RuntimeError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalAwsEndpoint:
+    """A moto server process; use as a context manager or call start()/stop()."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None):
+        self.host = host
+        self.port = port
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """Variables that point boto3, the AWS CLI and amazon.aws modules at this endpoint."""
+        return {**DUMMY_CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
+
+    def start(self, timeout: float = 30.0) -> LocalAwsEndpoint:
+        if self.port is None:
+            self.port = free_port(self.host)
+        elif not port_is_free(self.host, self.port):
+            raise EndpointError(
+                f"port {self.port} on {self.host} is already in use; pick another port or leave it out "
+                "to get a free one (a leftover endpoint from a killed run can be stopped with "
+                "`python -m tests.testbed.aws_endpoint stop --state-dir DIR`)"
+            )
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.testbed.moto_server_with_fixes", "--host", self.host, "--port", str(self.port)],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EndpointError(f"the local AWS endpoint exited with code {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=2):  # noqa: S310
+                    return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.2)
+        self.stop()
+        raise EndpointError(f"the local AWS endpoint did not answer on {self.url} within {timeout:.0f}s")
+
+    def reset(self) -> None:
+        """Forget every resource (moto's reset API); cheaper than a restart between tests."""
+        req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.urlopen(req, timeout=10):  # noqa: S310
+            pass
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> LocalAwsEndpoint:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _state_file(state_dir: Path) -> Path:
+    return state_dir / "aws_endpoint.json"
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Start or stop the test bed's local AWS endpoint.")
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("--state-dir", type=Path, required=True, help="where the pid, URL and log are kept")
+    parser.add_argument("--port", type=int, default=None, help="default: a free port")
+    args = parser.parse_args(argv)
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    state = _state_file(args.state_dir)
+
+    if args.action == "stop" or state.exists():
+        # A killed run may have left a server behind: stop it before anything else.
+        if state.exists():
+            old = json.loads(state.read_text())
+            try:
+                os.killpg(old["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            state.unlink()
+        if args.action == "stop":
+            return 0
+
+    endpoint = LocalAwsEndpoint(port=args.port, log_path=args.state_dir / "aws_endpoint.log")
+    try:
+        endpoint.start()
+    except EndpointError as exc:
+        print(f"aws_endpoint: {exc}", file=sys.stderr)
+        return 2
+    state.write_text(json.dumps({"pid": endpoint.process.pid, "url": endpoint.url}))
+    # Detach: the server keeps running after this CLI exits; `stop` ends it.
+    endpoint.process = None
+    print(endpoint.url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
