@@ -1,0 +1,588 @@
+# -*- coding: utf-8 -*-
+
+# Copyright (c) 2026 edgeml.greengrass maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Private helpers for this collection's AWS IoT modules.
+
+Two halves: small AWS IoT calls (each retried with jittered backoff, lists
+through paginators), and pure planning/validation functions that decide what
+a module should do. The pure half has no AWS dependency and is unit-tested.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+
+try:
+    import botocore  # noqa: F401 - the AWS modules check for botocore themselves
+except ImportError:
+    pass
+
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    HAS_CRYPTOGRAPHY = True
+except ImportError:
+    HAS_CRYPTOGRAPHY = False
+
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+from ansible_collections.amazon.aws.plugins.module_utils.errors import AWSErrorHandler
+from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
+from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+
+THING_NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
+THING_GROUP_NAME_RE = THING_NAME_RE
+POLICY_NAME_RE = re.compile(r"^[\w+=,.@-]{1,128}$")
+ATTRIBUTE_NAME_RE = re.compile(r"^[a-zA-Z0-9_.,@/:#-]{1,128}$")
+ATTRIBUTE_VALUE_RE = re.compile(r"^[a-zA-Z0-9_.,@/:#=\[\]-]{0,800}$")
+GROUP_ID_RE = re.compile(r"^[a-zA-Z0-9-]{1,128}$")
+
+# AWS IoT keeps at most five versions of a policy; a sixth needs an old one deleted first.
+MAX_POLICY_VERSIONS = 5
+POLICY_NAME_SUFFIX = "-policy"
+
+
+class AnsibleIoTError(AnsibleAWSError):
+    pass
+
+
+class IoTErrorHandler(AWSErrorHandler):
+    _CUSTOM_EXCEPTION = AnsibleIoTError
+
+    @classmethod
+    def _is_missing(cls):
+        return is_boto3_error_code("ResourceNotFoundException")
+
+
+class InputError(ValueError):
+    """A module input is wrong; the message names the input and what was expected."""
+
+
+# ---------------------------------------------------------------------------
+# AWS IoT calls
+# ---------------------------------------------------------------------------
+
+
+@IoTErrorHandler.list_error_handler("describe thing", None)
+@AWSRetry.jittered_backoff()
+def describe_thing(client, thing_name):
+    return client.describe_thing(thingName=thing_name)
+
+
+@IoTErrorHandler.common_error_handler("create thing")
+@AWSRetry.jittered_backoff()
+def create_thing(client, thing_name, attributes):
+    kwargs = {"thingName": thing_name}
+    if attributes:
+        kwargs["attributePayload"] = {"attributes": attributes}
+    return client.create_thing(**kwargs)
+
+
+@IoTErrorHandler.common_error_handler("update thing attributes")
+@AWSRetry.jittered_backoff()
+def merge_thing_attributes(client, thing_name, attributes):
+    client.update_thing(thingName=thing_name, attributePayload={"attributes": attributes, "merge": True})
+
+
+@IoTErrorHandler.deletion_error_handler("delete thing")
+@AWSRetry.jittered_backoff()
+def delete_thing(client, thing_name):
+    client.delete_thing(thingName=thing_name)
+    return True
+
+
+@IoTErrorHandler.list_error_handler("list thing groups for thing", [])
+@AWSRetry.jittered_backoff()
+def list_thing_groups_for_thing(client, thing_name):
+    paginator = client.get_paginator("list_thing_groups_for_thing")
+    return [g["groupName"] for g in paginator.paginate(thingName=thing_name).build_full_result()["thingGroups"]]
+
+
+@IoTErrorHandler.list_error_handler("describe thing group", None)
+@AWSRetry.jittered_backoff()
+def describe_thing_group(client, group_name):
+    return client.describe_thing_group(thingGroupName=group_name)
+
+
+@IoTErrorHandler.common_error_handler("create thing group")
+@AWSRetry.jittered_backoff()
+def create_thing_group(client, group_name):
+    return client.create_thing_group(thingGroupName=group_name)
+
+
+@IoTErrorHandler.common_error_handler("add thing to thing group")
+@AWSRetry.jittered_backoff()
+def add_thing_to_thing_group(client, thing_name, group_name):
+    client.add_thing_to_thing_group(thingName=thing_name, thingGroupName=group_name)
+
+
+@IoTErrorHandler.common_error_handler("remove thing from thing group")
+@AWSRetry.jittered_backoff()
+def remove_thing_from_thing_group(client, thing_name, group_name):
+    client.remove_thing_from_thing_group(thingName=thing_name, thingGroupName=group_name)
+
+
+@IoTErrorHandler.list_error_handler("list thing principals", [])
+@AWSRetry.jittered_backoff()
+def list_thing_principals(client, thing_name):
+    paginator = client.get_paginator("list_thing_principals")
+    return paginator.paginate(thingName=thing_name).build_full_result()["principals"]
+
+
+@IoTErrorHandler.list_error_handler("list principal things", [])
+@AWSRetry.jittered_backoff()
+def list_principal_things(client, principal):
+    paginator = client.get_paginator("list_principal_things")
+    return paginator.paginate(principal=principal).build_full_result()["things"]
+
+
+@IoTErrorHandler.common_error_handler("attach certificate to thing")
+@AWSRetry.jittered_backoff()
+def attach_thing_principal(client, thing_name, principal):
+    client.attach_thing_principal(thingName=thing_name, principal=principal)
+
+
+@IoTErrorHandler.deletion_error_handler("detach certificate from thing")
+@AWSRetry.jittered_backoff()
+def detach_thing_principal(client, thing_name, principal):
+    client.detach_thing_principal(thingName=thing_name, principal=principal)
+    return True
+
+
+@IoTErrorHandler.list_error_handler("describe certificate", None)
+@AWSRetry.jittered_backoff()
+def describe_certificate(client, certificate_id):
+    return client.describe_certificate(certificateId=certificate_id)["certificateDescription"]
+
+
+@IoTErrorHandler.common_error_handler("create certificate from CSR")
+@AWSRetry.jittered_backoff()
+def create_certificate_from_csr(client, csr_pem):
+    return client.create_certificate_from_csr(certificateSigningRequest=csr_pem, setAsActive=True)
+
+
+@IoTErrorHandler.common_error_handler("create keys and certificate")
+@AWSRetry.jittered_backoff()
+def create_keys_and_certificate(client):
+    return client.create_keys_and_certificate(setAsActive=True)
+
+
+@IoTErrorHandler.common_error_handler("deactivate certificate")
+@AWSRetry.jittered_backoff()
+def deactivate_certificate(client, certificate_id):
+    client.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")
+
+
+@IoTErrorHandler.deletion_error_handler("delete certificate")
+@AWSRetry.jittered_backoff()
+def delete_certificate(client, certificate_id):
+    client.delete_certificate(certificateId=certificate_id)
+    return True
+
+
+@IoTErrorHandler.list_error_handler("get policy", None)
+@AWSRetry.jittered_backoff()
+def get_policy(client, policy_name):
+    return client.get_policy(policyName=policy_name)
+
+
+@IoTErrorHandler.common_error_handler("create policy")
+@AWSRetry.jittered_backoff()
+def create_policy(client, policy_name, document):
+    return client.create_policy(policyName=policy_name, policyDocument=json.dumps(document, sort_keys=True))
+
+
+@IoTErrorHandler.list_error_handler("list policy versions", [])
+@AWSRetry.jittered_backoff()
+def list_policy_versions(client, policy_name):
+    # ListPolicyVersions has no paginator: AWS returns all (at most five) versions at once.
+    return client.list_policy_versions(policyName=policy_name)["policyVersions"]
+
+
+@IoTErrorHandler.common_error_handler("create policy version")
+@AWSRetry.jittered_backoff()
+def create_policy_version(client, policy_name, document):
+    return client.create_policy_version(
+        policyName=policy_name, policyDocument=json.dumps(document, sort_keys=True), setAsDefault=True
+    )
+
+
+@IoTErrorHandler.deletion_error_handler("delete policy version")
+@AWSRetry.jittered_backoff()
+def delete_policy_version(client, policy_name, version_id):
+    client.delete_policy_version(policyName=policy_name, policyVersionId=version_id)
+    return True
+
+
+@IoTErrorHandler.deletion_error_handler("delete policy")
+@AWSRetry.jittered_backoff()
+def delete_policy(client, policy_name):
+    client.delete_policy(policyName=policy_name)
+    return True
+
+
+@IoTErrorHandler.list_error_handler("list attached policies", [])
+@AWSRetry.jittered_backoff()
+def list_attached_policies(client, target):
+    paginator = client.get_paginator("list_attached_policies")
+    return paginator.paginate(target=target, recursive=False).build_full_result()["policies"]
+
+
+@IoTErrorHandler.list_error_handler("list targets for policy", [])
+@AWSRetry.jittered_backoff()
+def list_targets_for_policy(client, policy_name):
+    paginator = client.get_paginator("list_targets_for_policy")
+    return paginator.paginate(policyName=policy_name).build_full_result()["targets"]
+
+
+@IoTErrorHandler.common_error_handler("attach policy")
+@AWSRetry.jittered_backoff()
+def attach_policy(client, policy_name, target):
+    client.attach_policy(policyName=policy_name, target=target)
+
+
+@IoTErrorHandler.deletion_error_handler("detach policy")
+@AWSRetry.jittered_backoff()
+def detach_policy(client, policy_name, target):
+    client.detach_policy(policyName=policy_name, target=target)
+    return True
+
+
+@IoTErrorHandler.common_error_handler("describe endpoint")
+@AWSRetry.jittered_backoff()
+def describe_endpoint(client, endpoint_type):
+    return client.describe_endpoint(endpointType=endpoint_type)["endpointAddress"]
+
+
+@IoTErrorHandler.common_error_handler("count account resources")
+@AWSRetry.jittered_backoff()
+def count_account_resources(client):
+    """How many things, certificates and policies the account has in this region."""
+    things = client.get_paginator("list_things").paginate().build_full_result()["things"]
+    certificates = client.get_paginator("list_certificates").paginate().build_full_result()["certificates"]
+    policies = client.get_paginator("list_policies").paginate().build_full_result()["policies"]
+    return {"things": len(things), "certificates": len(certificates), "policies": len(policies)}
+
+
+def describe_endpoints(client):
+    """The two endpoints a device needs: MQTT/HTTPS data (ATS-signed) and the credentials provider."""
+    return {
+        "data": describe_endpoint(client, "iot:Data-ATS"),
+        "credentials": describe_endpoint(client, "iot:CredentialProvider"),
+    }
+
+
+def certificate_id_from_arn(arn):
+    return arn.rsplit("/", 1)[-1]
+
+
+def attached_certificates(client, thing_name):
+    """Every certificate principal attached to the thing, described (status, pem, dates)."""
+    certificates = []
+    for principal in list_thing_principals(client, thing_name):
+        if ":cert/" not in principal:
+            continue
+        description = describe_certificate(client, certificate_id_from_arn(principal))
+        if description is None:
+            continue
+        certificates.append(
+            {
+                "arn": description["certificateArn"],
+                "id": description["certificateId"],
+                "status": description["status"],
+                "pem": description["certificatePem"],
+                "creation_date": description.get("creationDate"),
+            }
+        )
+    return certificates
+
+
+# ---------------------------------------------------------------------------
+# Validation (no AWS calls; runs before anything is written)
+# ---------------------------------------------------------------------------
+
+
+def validate_thing_name(value, option="thing_name"):
+    if not isinstance(value, str) or not THING_NAME_RE.match(value):
+        raise InputError(
+            "{0}: {1!r} is not a valid AWS IoT thing name; expected 1 to 128 characters from "
+            "[a-zA-Z0-9:_-]".format(option, value)
+        )
+    return value
+
+
+def validate_thing_groups(groups):
+    for group in groups or []:
+        validate_thing_name(group, option="thing_groups")
+    return groups
+
+
+def validate_policy_name(value):
+    if not isinstance(value, str) or not POLICY_NAME_RE.match(value):
+        raise InputError(
+            "policy_name: {0!r} is not a valid AWS IoT policy name; expected 1 to 128 characters from "
+            "[a-zA-Z0-9_+=,.@-]".format(value)
+        )
+    return value
+
+
+def validate_attributes(attributes):
+    for name, value in (attributes or {}).items():
+        if not ATTRIBUTE_NAME_RE.match(str(name)):
+            raise InputError(
+                "attributes: name {0!r} is not valid; expected 1 to 128 characters from "
+                "[a-zA-Z0-9_.,@/:#-]".format(name)
+            )
+        if not isinstance(value, str) or not ATTRIBUTE_VALUE_RE.match(value):
+            raise InputError(
+                "attributes: value {0!r} of {1!r} is not valid; expected a string of up to 800 characters "
+                "from [a-zA-Z0-9_.,@/:#=[]-]".format(value, name)
+            )
+    return attributes
+
+
+def validate_topic_prefixes(prefixes):
+    """Topic prefixes are literal MQTT topic levels; the policy appends the wildcard itself.
+
+    MQTT wildcards (+, #) are not wildcards in IoT policy resources, and a '*' would widen the
+    prefix beyond what was asked, so none of them may appear.
+    """
+    for prefix in prefixes:
+        if not isinstance(prefix, str) or not prefix.strip():
+            raise InputError("topic_prefixes: every prefix must be a non-empty string, got {0!r}".format(prefix))
+        for char in ("+", "#", "*", "?"):
+            if char in prefix:
+                raise InputError(
+                    "topic_prefixes: {0!r} contains the wildcard {1!r}; give a literal prefix such as "
+                    "'edge/detections/' and the policy adds the wildcard".format(prefix, char)
+                )
+        if prefix.startswith("$aws/"):
+            raise InputError(
+                "topic_prefixes: {0!r} is a reserved AWS topic; the thing's own shadow topics are already "
+                "allowed by the default policy".format(prefix)
+            )
+        if "//" in prefix or len(prefix) > 256:
+            raise InputError(
+                "topic_prefixes: {0!r} is not a valid topic prefix (empty topic level or longer than 256 "
+                "characters)".format(prefix)
+            )
+    return prefixes
+
+
+def validate_greengrass_group_id(value):
+    if value is not None and not GROUP_ID_RE.match(value):
+        raise InputError(
+            "greengrass_v1_group_id: {0!r} is not a Greengrass group ID; expected letters, digits and "
+            "dashes (for example a UUID)".format(value)
+        )
+    return value
+
+
+def load_policy_document(value):
+    """A user-supplied policy: a dict or JSON text with Version and Statement."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise InputError("policy_document: not valid JSON ({0})".format(exc))
+    if not isinstance(value, dict) or "Statement" not in value:
+        raise InputError("policy_document: expected a policy object with 'Version' and 'Statement'")
+    statements = value["Statement"]
+    if isinstance(statements, dict):
+        statements = [statements]
+    if not isinstance(statements, list) or not statements:
+        raise InputError("policy_document: 'Statement' must be a non-empty list of statements")
+    for statement in statements:
+        if not isinstance(statement, dict) or "Effect" not in statement or "Action" not in statement:
+            raise InputError("policy_document: every statement needs 'Effect' and 'Action', got {0!r}".format(statement))
+    return value
+
+
+def require_cryptography():
+    if not HAS_CRYPTOGRAPHY:
+        raise InputError("the Python library 'cryptography' is required on the controller to check CSRs")
+
+
+def load_csr(csr_pem):
+    """Parse and verify a PEM CSR; return the cryptography object."""
+    require_cryptography()
+    if not isinstance(csr_pem, str) or "-----BEGIN CERTIFICATE REQUEST-----" not in csr_pem:
+        raise InputError("csr: expected a PEM certificate signing request ('-----BEGIN CERTIFICATE REQUEST-----')")
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.strip().encode("ascii") + b"\n")
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise InputError("csr: not a parseable PEM certificate signing request ({0})".format(exc))
+    if not csr.is_signature_valid:
+        raise InputError("csr: the signature does not match the request's public key (damaged or tampered CSR)")
+    return csr
+
+
+def public_key_der(obj):
+    """SubjectPublicKeyInfo DER of a CSR/certificate object or PEM text: what 'same key' means."""
+    require_cryptography()
+    if isinstance(obj, str):
+        obj = x509.load_pem_x509_certificate(obj.encode("ascii"))
+    return obj.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+# ---------------------------------------------------------------------------
+# Planning (pure)
+# ---------------------------------------------------------------------------
+
+
+def default_policy_name(thing_name):
+    return thing_name + POLICY_NAME_SUFFIX
+
+
+def default_policy_document(
+    thing_name, partition, region, account_id, topic_prefixes, greengrass_v1_core, greengrass_v1_group_id=None
+):
+    """Least-privilege AWS IoT policy for one thing.
+
+    The Greengrass V1 part follows AWS's "Minimal AWS IoT policy for the AWS IoT Greengrass core
+    device" (https://docs.aws.amazon.com/greengrass/v1/developerguide/gg-sec.html, section
+    "AWS IoT policy for core devices"): the core connects with client IDs that start with its thing
+    name (it opens more than one connection), uses its own shadow and the group CA topics under
+    $aws/things/<core>-gda/, asks greengrass for its group role and certificates, and reads and
+    reports deployments of its group. Without a known group ID the deployment statements cover any
+    group in the account; pass greengrass_v1_group_id to pin them.
+    """
+    iot = "arn:{0}:iot:{1}:{2}:".format(partition, region, account_id)
+    thing_arn = iot + "thing/" + thing_name
+    shadow_topics = ["$aws/things/{0}/shadow/*".format(thing_name)]
+    topics = [p.rstrip("/") + "/*" for p in topic_prefixes]
+    statements = []
+
+    connect = [iot + "client/" + thing_name]
+    if greengrass_v1_core:
+        # The V1 core's spooler, shadow sync and IPC each hold their own MQTT connection.
+        connect.append(iot + "client/" + thing_name + "-*")
+        shadow_topics.append("$aws/things/{0}-gda/*".format(thing_name))
+    statements.append({"Effect": "Allow", "Action": ["iot:Connect"], "Resource": connect})
+    statements.append(
+        {
+            "Effect": "Allow",
+            "Action": ["iot:Publish", "iot:Receive"],
+            "Resource": [iot + "topic/" + t for t in shadow_topics + topics],
+        }
+    )
+    statements.append(
+        {
+            "Effect": "Allow",
+            "Action": ["iot:Subscribe"],
+            "Resource": [iot + "topicfilter/" + t for t in shadow_topics + topics],
+        }
+    )
+    statements.append(
+        {
+            "Effect": "Allow",
+            "Action": ["iot:GetThingShadow", "iot:UpdateThingShadow", "iot:DeleteThingShadow"],
+            "Resource": [thing_arn],
+        }
+    )
+    if greengrass_v1_core:
+        group = greengrass_v1_group_id or "*"
+        deployments = "arn:{0}:greengrass:{1}:{2}:/greengrass/groups/{3}/deployments/*".format(
+            partition, region, account_id, group
+        )
+        statements.extend(
+            [
+                {
+                    # Neither action supports resource-level permissions (AWS documents Resource "*").
+                    "Effect": "Allow",
+                    "Action": ["greengrass:AssumeRoleForGroup", "greengrass:CreateCertificate"],
+                    "Resource": ["*"],
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": ["greengrass:GetDeployment", "greengrass:GetDeploymentArtifacts"],
+                    "Resource": [deployments],
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": ["greengrass:UpdateCoreDeploymentStatus"],
+                    "Resource": [deployments + "/cores/*"],
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": ["greengrass:GetConnectivityInfo", "greengrass:UpdateConnectivityInfo"],
+                    "Resource": [thing_arn],
+                },
+            ]
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def policy_documents_differ(current, wanted):
+    """True when the documents grant different things (order of statements/lists is ignored)."""
+    if current is None:
+        return True
+    if isinstance(current, str):
+        current = json.loads(current)
+    return compare_policies(current, wanted)
+
+
+def policy_versions_to_prune(versions, keep=MAX_POLICY_VERSIONS - 1):
+    """Non-default versions to delete so that one more version fits: oldest first."""
+    old = [v for v in versions if not v.get("isDefaultVersion")]
+    old.sort(key=lambda v: int(v["versionId"]))
+    excess = len(versions) - keep
+    return [v["versionId"] for v in old[: max(excess, 0)]]
+
+
+class CertificatePlan:
+    REUSE = "reuse"
+    CREATE = "create"
+    ROTATE = "rotate"
+
+    def __init__(self, action, keep=None, retire=None):
+        self.action = action
+        self.keep = keep
+        self.retire = retire or []
+
+    def __repr__(self):
+        return "CertificatePlan({0!r}, keep={1!r}, retire={2!r})".format(self.action, self.keep, self.retire)
+
+
+def plan_certificate(mode, attached, rotate, csr_key_der=None, cert_key_der=public_key_der):
+    """Decide whether to reuse the thing's certificate, create the first one, or rotate.
+
+    attached: certificates attached to the thing (dicts with id, status, pem, creation_date).
+    csr mode: reuse the ACTIVE certificate that carries the CSR's key. An ACTIVE certificate
+    for another key means the device has a new key: with rotate a certificate is issued for
+    the new key and the old ones are retired; without it that is an error (raised as
+    InputError) because silently keeping the old certificate would leave the device with a
+    key that does not match it.
+    aws_generated mode: reuse the newest ACTIVE certificate; rotate issues a new one on
+    every run (there is no key to compare), so it is meant for one run.
+    """
+    active = [c for c in attached if c["status"] == "ACTIVE"]
+    if mode == "csr":
+        matching = [c for c in active if cert_key_der(c["pem"]) == csr_key_der]
+        others = [c for c in active if c not in matching]
+        if matching:
+            # The device's key already has a certificate; other ACTIVE ones are retired only on rotate.
+            return CertificatePlan(CertificatePlan.REUSE, keep=matching[0], retire=others if rotate else [])
+        if not active:
+            return CertificatePlan(CertificatePlan.CREATE)
+        if rotate:
+            return CertificatePlan(CertificatePlan.ROTATE, retire=active)
+        raise InputError(
+            "csr: the thing's ACTIVE certificate {0} was issued for a different key than this CSR's; "
+            "set rotate_certificate: true to issue a certificate for the new key and retire the old "
+            "one".format(", ".join(c["id"] for c in active))
+        )
+    if not active:
+        return CertificatePlan(CertificatePlan.CREATE)
+    if rotate:
+        return CertificatePlan(CertificatePlan.ROTATE, retire=active)
+    newest = sorted(active, key=lambda c: str(c.get("creation_date") or ""))[-1]
+    return CertificatePlan(CertificatePlan.REUSE, keep=newest)
