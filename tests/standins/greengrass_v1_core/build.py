@@ -1,0 +1,99 @@
+"""Build the stand-in Greengrass V1 core archive, byte for byte the same on every run.
+
+    python -m tests.standins.greengrass_v1_core.build [--out-dir DIR]
+
+writes greengrass-standin-<first 12 of sha256>.tar.gz into DIR (default ${EDGEML_CACHE:-~/.cache/edgeml}/standins)
+and prints one JSON line: {"path": ..., "sha256": ..., "version": ...}. Tests hand that path and
+checksum to the role as greengrass_v1_core_archive_src / greengrass_v1_core_archive_checksum.
+Deterministic: entries sorted, mtime fixed, owner root (0/0), modes normalised, gzip header without
+name or time, so the checksum only changes when the stand-in's source does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+TREE = Path(__file__).resolve().parent / "tree"
+# 2020-01-01T00:00:00Z, about when Greengrass 1.11 shipped; any constant will do.
+FIXED_MTIME = 1577836800
+SKIP_NAMES = {"__pycache__", ".pytest_cache"}
+
+
+def version() -> str:
+    return (TREE / "greengrass" / "ggc" / "core" / "VERSION").read_text().strip()
+
+
+def default_out_dir() -> Path:
+    cache = os.environ.get("EDGEML_CACHE") or str(Path.home() / ".cache" / "edgeml")
+    return Path(cache) / "standins"
+
+
+def _entries(tree: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_NAMES)
+        base = Path(dirpath)
+        if base != tree:
+            found.append(base)
+        found.extend(base / name for name in sorted(filenames) if not name.endswith(".pyc"))
+    return sorted(found, key=lambda p: p.relative_to(tree).as_posix())
+
+
+def archive_bytes(tree: Path = TREE) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for path in _entries(tree):
+            info = tarfile.TarInfo(path.relative_to(tree).as_posix())
+            info.mtime = FIXED_MTIME
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            if path.is_dir():
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tar.addfile(info)
+                continue
+            data = path.read_bytes()
+            info.size = len(data)
+            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    packed = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0, compresslevel=9) as gz:
+        gz.write(raw.getvalue())
+    return packed.getvalue()
+
+
+def build(out_dir: Path | None = None) -> dict[str, str]:
+    out_dir = Path(out_dir) if out_dir else default_out_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = archive_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    # Named by content: checkouts with different stand-in sources can share one cache.
+    target = out_dir / f"greengrass-standin-{digest[:12]}.tar.gz"
+    if not target.is_file() or target.read_bytes() != data:
+        # Written aside and renamed, so a concurrent reader never sees half an archive.
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".standin-", delete=False) as tmp:
+            tmp.write(data)
+        os.chmod(tmp.name, 0o644)
+        os.replace(tmp.name, target)
+    return {"path": str(target), "sha256": digest, "version": version()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out-dir", type=Path, default=None, help="where to write the archive")
+    args = parser.parse_args(argv)
+    print(json.dumps(build(args.out_dir)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
