@@ -1,0 +1,506 @@
+"""SSD object detection for edge devices, independent of the Greengrass generation.
+
+Loads a SageMaker built-in SSD deploy artefact (``<prefix>-symbol.json`` and
+``<prefix>-0000.params``, as ``mx.model.load_checkpoint`` reads it) once, and turns
+an event naming an image file into a JSON-ready payload: every detection at or
+above the score threshold, as class id, label, score, a box normalised to 0..1
+and the same box in pixels of the original image, plus timings.
+
+Nothing here imports ``greengrasssdk``: whoever runs the detector hands in a
+``publish(topic, payload_bytes)`` callable (a Greengrass V1 Lambda, a V2
+component, a test, the command line below).
+
+Configuration (environment variables, read by ``DetectorConfig.from_environ``):
+
+``MODEL_PATH``         artefact prefix, default ``/ml/od/deploy_model_algo_1``
+``MODEL_EPOCH``        checkpoint epoch, default 0 (``-0000.params``)
+``MODEL_INPUT_SIZE``   square input side in pixels; default ``image_shape`` from a
+                       ``hyperparams.json`` beside the model, else 512
+``SCORE_THRESHOLD``    0..1, default 0.5; detections scoring at or above it are kept
+``MAX_DETECTIONS``     most detections per message (highest scores first), default
+                       100 so a message stays far below MQTT's 128 KB; 0 = no limit
+``CLASS_LABELS``       comma-separated labels in class-id order, or
+``CLASS_LABELS_FILE``  a JSON list of labels; default ``class_labels.json`` beside
+                       the model when present; otherwise labels are ``class_<id>``
+``DETECTOR_CONTEXT``   ``auto`` (GPU 0 when MXNet sees one, else CPU), ``cpu``,
+                       ``gpu`` or ``gpu:<n>``
+``OUTPUT_TOPIC``       where results and errors go, default ``blog/infer/output``
+
+Command line (smoke test, annotated picture)::
+
+    python object_detector.py --model /ml/od/deploy_model_algo_1 \\
+        --image frame.jpg --annotate frame-detections.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_MODEL_PATH = "/ml/od/deploy_model_algo_1"
+DEFAULT_INPUT_SIZE = 512
+DEFAULT_SCORE_THRESHOLD = 0.5
+DEFAULT_MAX_DETECTIONS = 100
+DEFAULT_OUTPUT_TOPIC = "blog/infer/output"
+DEFAULT_INPUT_TOPIC = "blog/infer/input"
+INPUT_NAME = "data"
+# The seed's event used "filepath"; "image_path" is this project's name for it.
+EVENT_IMAGE_KEYS = ("image_path", "filepath")
+
+Publisher = Callable[[str, bytes], Any]
+
+
+class DetectorError(Exception):
+    """A problem with one event, the configuration or the model, reported on the output topic."""
+
+
+class DetectorConfig:
+    """Validated settings of one detector; build it with ``from_environ`` or directly."""
+
+    def __init__(
+        self,
+        model_path: str = DEFAULT_MODEL_PATH,
+        model_epoch: int = 0,
+        input_size: Optional[int] = None,
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        max_detections: int = DEFAULT_MAX_DETECTIONS,
+        class_labels: Optional[Sequence[str]] = None,
+        context: str = "auto",
+        output_topic: str = DEFAULT_OUTPUT_TOPIC,
+    ) -> None:
+        self.model_path = model_path
+        self.model_epoch = _non_negative_int("MODEL_EPOCH", model_epoch)
+        self.input_size = (
+            _positive_int("MODEL_INPUT_SIZE", input_size)
+            if input_size is not None
+            else _input_size_from_hyperparams(model_path)
+        )
+        self.score_threshold = parse_score_threshold(score_threshold)
+        self.max_detections = _non_negative_int("MAX_DETECTIONS", max_detections)
+        self.class_labels = list(class_labels) if class_labels is not None else _labels_beside_model(model_path)
+        self.context = _validate_context(context)
+        self.output_topic = output_topic or DEFAULT_OUTPUT_TOPIC
+
+    @classmethod
+    def from_environ(cls, environ: Optional[Mapping[str, str]] = None) -> DetectorConfig:
+        env = os.environ if environ is None else environ
+        model_path = env.get("MODEL_PATH") or DEFAULT_MODEL_PATH
+        labels = None  # type: Optional[List[str]]
+        if env.get("CLASS_LABELS"):
+            labels = [label.strip() for label in env["CLASS_LABELS"].split(",")]
+        elif env.get("CLASS_LABELS_FILE"):
+            labels = _read_labels_file(env["CLASS_LABELS_FILE"])
+        return cls(
+            model_path=model_path,
+            model_epoch=env.get("MODEL_EPOCH", "0"),
+            input_size=env.get("MODEL_INPUT_SIZE") or None,
+            score_threshold=env.get("SCORE_THRESHOLD", DEFAULT_SCORE_THRESHOLD),
+            max_detections=env.get("MAX_DETECTIONS", DEFAULT_MAX_DETECTIONS),
+            class_labels=labels,
+            context=env.get("DETECTOR_CONTEXT", "auto"),
+            output_topic=env.get("OUTPUT_TOPIC") or DEFAULT_OUTPUT_TOPIC,
+        )
+
+    def label_for(self, class_id: int) -> str:
+        if 0 <= class_id < len(self.class_labels):
+            return self.class_labels[class_id]
+        return "class_{}".format(class_id)
+
+
+def parse_score_threshold(value: Any) -> float:
+    """A number in 0..1; out-of-range numbers are clamped (with a warning), anything else is refused."""
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        raise DetectorError("SCORE_THRESHOLD must be a number between 0 and 1, got {!r}".format(value)) from None
+    if threshold != threshold:  # NaN compares unequal to itself
+        raise DetectorError("SCORE_THRESHOLD must be a number between 0 and 1, got NaN")
+    clamped = min(max(threshold, 0.0), 1.0)
+    if clamped != threshold:
+        LOG.warning("SCORE_THRESHOLD %s is outside 0..1; using %s", value, clamped)
+    return clamped
+
+
+def _positive_int(name: str, value: Any) -> int:
+    number = _non_negative_int(name, value)
+    if number == 0:
+        raise DetectorError("{} must be a positive integer, got {!r}".format(name, value))
+    return number
+
+
+def _non_negative_int(name: str, value: Any) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise DetectorError("{} must be a non-negative integer, got {!r}".format(name, value)) from None
+    if number < 0:
+        raise DetectorError("{} must be a non-negative integer, got {!r}".format(name, value))
+    return number
+
+
+def _validate_context(context: str) -> str:
+    text = (context or "auto").strip().lower()
+    if text in ("auto", "cpu", "gpu"):
+        return text
+    if text.startswith("gpu:") and text[4:].isdigit():
+        return text
+    raise DetectorError("DETECTOR_CONTEXT must be auto, cpu, gpu or gpu:<n>, got {!r}".format(context))
+
+
+def _read_labels_file(path: str) -> List[str]:
+    try:
+        with open(path) as handle:
+            labels = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise DetectorError("CLASS_LABELS_FILE {}: cannot read a JSON list of labels ({})".format(path, exc)) from None
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise DetectorError("CLASS_LABELS_FILE {}: expected a JSON list of strings".format(path))
+    return labels
+
+
+def _labels_beside_model(model_path: str) -> List[str]:
+    path = os.path.join(os.path.dirname(model_path), "class_labels.json")
+    return _read_labels_file(path) if os.path.isfile(path) else []
+
+
+def _input_size_from_hyperparams(model_path: str) -> int:
+    """SageMaker's model tarball carries hyperparams.json; its image_shape is the training input side."""
+    path = os.path.join(os.path.dirname(model_path), "hyperparams.json")
+    if not os.path.isfile(path):
+        return DEFAULT_INPUT_SIZE
+    try:
+        with open(path) as handle:
+            shape = json.load(handle).get("image_shape", DEFAULT_INPUT_SIZE)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DetectorError("{}: cannot read image_shape ({})".format(path, exc)) from None
+    return _positive_int("image_shape in {}".format(path), shape)
+
+
+def select_context(requested: str):
+    import mxnet as mx
+
+    gpus = mx.context.num_gpus()
+    if requested == "auto":
+        return mx.gpu(0) if gpus > 0 else mx.cpu()
+    if requested == "cpu":
+        return mx.cpu()
+    index = int(requested.split(":", 1)[1]) if ":" in requested else 0
+    if index >= gpus:
+        message = "DETECTOR_CONTEXT {} asks for GPU {} but MXNet sees {} GPU(s)".format(requested, index, gpus)
+        raise DetectorError(message)
+    return mx.gpu(index)
+
+
+def decode_detections(
+    rows: np.ndarray,
+    image_width: int,
+    image_height: int,
+    score_threshold: float,
+    label_for: Callable[[int], str],
+    max_detections: int = 0,
+) -> Tuple[List[Dict[str, Any]], int]:
+    """Keep MultiBoxDetection rows ``[class_id, score, xmin, ymin, xmax, ymax]`` worth reporting.
+
+    Suppressed and background rows carry ``class_id == -1`` (often with a high score),
+    so both the class and the score decide. Returns the detections (best first, at
+    most ``max_detections`` unless 0) and how many rows passed before that cap.
+    """
+    rows = np.asarray(rows, dtype=np.float32).reshape(-1, 6)
+    keep = (rows[:, 0] >= 0) & (rows[:, 1] >= score_threshold)  # NaN scores fail the comparison
+    kept = rows[keep]
+    kept = kept[np.argsort(-kept[:, 1], kind="stable")]
+    total = int(kept.shape[0])
+    if max_detections:
+        kept = kept[:max_detections]
+    boxes = np.clip(kept[:, 2:6], 0.0, 1.0)
+    scale = np.array([image_width, image_height, image_width, image_height], dtype=np.float64)
+    pixels = np.rint(boxes * scale).astype(np.int64)
+    class_ids = kept[:, 0].astype(np.int64).tolist()
+    scores = np.round(kept[:, 1].astype(np.float64), 4).tolist()
+    boxes_list = np.round(boxes.astype(np.float64), 5).tolist()
+    pixels_list = pixels.tolist()
+    detections = []
+    for class_id, score, box, pixel_box in zip(class_ids, scores, boxes_list, pixels_list):
+        detections.append(
+            OrderedDict(
+                [
+                    ("class_id", class_id),
+                    ("label", label_for(class_id)),
+                    ("score", score),
+                    ("box", OrderedDict(zip(("xmin", "ymin", "xmax", "ymax"), box))),
+                    ("box_pixels", OrderedDict(zip(("xmin", "ymin", "xmax", "ymax"), pixel_box))),
+                ]
+            )
+        )
+    return detections, total
+
+
+def image_path_from_event(event: Any) -> str:
+    """The image path an input event names, or DetectorError saying what was expected."""
+    if isinstance(event, (bytes, bytearray)):
+        try:
+            event = event.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DetectorError("event must be a JSON object with 'image_path'; got undecodable bytes") from None
+    if isinstance(event, str):
+        try:
+            event = json.loads(event)
+        except ValueError:
+            raise DetectorError("event must be a JSON object with 'image_path'; got text that is not JSON") from None
+    if not isinstance(event, Mapping):
+        raise DetectorError("event must be a JSON object with 'image_path'; got {}".format(type(event).__name__))
+    for key in EVENT_IMAGE_KEYS:
+        if key in event:
+            path = event[key]
+            if not isinstance(path, str) or not path.strip():
+                raise DetectorError("event '{}' must be a non-empty string, got {!r}".format(key, path))
+            return path
+    raise DetectorError("event has no 'image_path' (or the seed's 'filepath'); keys: {}".format(sorted(event)))
+
+
+def read_image(path: str) -> np.ndarray:
+    """The image as 8-bit BGR, or DetectorError (OpenCV returns None rather than raising)."""
+    if not os.path.isfile(path):
+        raise DetectorError("image file not found: {}".format(path))
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise DetectorError("cannot decode image (not a readable image file): {}".format(path))
+    return image
+
+
+class ObjectDetector:
+    """One SSD deploy artefact bound for inference on one device; load once, call per frame."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        import mxnet as mx
+
+        self.config = config
+        self.context = select_context(config.context)
+        prefix = config.model_path
+        params_file = "{}-{:04d}.params".format(prefix, config.model_epoch)
+        for path in (prefix + "-symbol.json", params_file):
+            if not os.path.isfile(path):
+                raise DetectorError("model file not found: {} (MODEL_PATH={})".format(path, prefix))
+        started = time.perf_counter()
+        symbol, arg_params, aux_params = mx.model.load_checkpoint(prefix, config.model_epoch)
+        size = config.input_size
+        self.input_shape = (1, 3, size, size)
+        arguments = symbol.list_arguments()
+        if INPUT_NAME not in arguments:
+            raise DetectorError("model {} has no '{}' input; inputs: {}".format(prefix, INPUT_NAME, arguments))
+        missing = [name for name in arguments if name != INPUT_NAME and name not in arg_params]
+        missing += [name for name in symbol.list_auxiliary_states() if name not in aux_params]
+        if missing:
+            raise DetectorError("model {}: parameters missing from {}: {}".format(prefix, params_file, missing[:5]))
+        _, output_shapes, _ = symbol.infer_shape(**{INPUT_NAME: self.input_shape})
+        if len(output_shapes[0]) != 3 or output_shapes[0][2] != 6:
+            raise DetectorError(
+                "model {}: expected a detection output [1, N, 6], got {}".format(prefix, list(output_shapes[0]))
+            )
+        ctx = self.context
+        self._input = mx.nd.zeros(self.input_shape, ctx=ctx, dtype="float32")
+        args = {name: arg_params[name].as_in_context(ctx) for name in arguments if name != INPUT_NAME}
+        args[INPUT_NAME] = self._input
+        aux = {name: aux_params[name].as_in_context(ctx) for name in symbol.list_auxiliary_states()}
+        # A bare executor: the input array is written in place, no per-frame NDArray or DataBatch.
+        self._executor = symbol.bind(ctx, args=args, aux_states=aux, grad_req="null")
+        self.anchor_count = int(output_shapes[0][1])
+        LOG.info(
+            "loaded %s on %s in %.0f ms (%d anchors, input %dx%d)",
+            prefix,
+            ctx,
+            (time.perf_counter() - started) * 1000.0,
+            self.anchor_count,
+            size,
+            size,
+        )
+
+    def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
+        """BGR HxWx3 uint8 -> RGB 1x3xSxS float32, raw 0..255 (the SSD graph normalises inside)."""
+        size = self.config.input_size
+        # Resizing first makes the colour swap work on the small image; both are per-channel, so order is free.
+        resized = cv2.resize(image_bgr, (size, size), interpolation=cv2.INTER_LINEAR)
+        rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)[np.newaxis]
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Raw MultiBoxDetection rows, shape [N, 6]."""
+        self._input[:] = batch
+        self._executor.forward(is_train=False)
+        return self._executor.outputs[0].asnumpy()[0]
+
+    def detect_image(self, image_bgr: np.ndarray, timing: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
+        timing = OrderedDict() if timing is None else timing
+        started = time.perf_counter()
+        batch = self.preprocess(image_bgr)
+        preprocessed = time.perf_counter()
+        rows = self.forward(batch)
+        forwarded = time.perf_counter()
+        height, width = image_bgr.shape[:2]
+        config = self.config
+        detections, total = decode_detections(
+            rows, width, height, config.score_threshold, config.label_for, config.max_detections
+        )
+        done = time.perf_counter()
+        timing["preprocess_ms"] = _ms(started, preprocessed)
+        timing["forward_ms"] = _ms(preprocessed, forwarded)
+        timing["postprocess_ms"] = _ms(forwarded, done)
+        return OrderedDict(
+            [
+                ("image_size", OrderedDict([("width", int(width)), ("height", int(height))])),
+                ("score_threshold", config.score_threshold),
+                ("detection_count", len(detections)),
+                ("detections_above_threshold", total),
+                ("detections", detections),
+            ]
+        )
+
+    def detect_file(self, image_path: str) -> Dict[str, Any]:
+        started = time.perf_counter()
+        image = read_image(image_path)
+        timing = OrderedDict([("decode_ms", _ms(started, time.perf_counter()))])
+        result = self.detect_image(image, timing)
+        timing["total_ms"] = _ms(started, time.perf_counter())
+        payload = OrderedDict([("image_path", image_path)])
+        payload.update(result)
+        payload["timing_ms"] = timing
+        return payload
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000.0, 3)
+
+
+class InferenceService:
+    """Event in, payload published: what a Lambda or component handler delegates to.
+
+    The model is loaded on first use and kept; a failed load (model not synced yet,
+    bad setting) is reported on the output topic and retried on the next event.
+    Nothing an event contains makes ``handle`` raise.
+    """
+
+    def __init__(
+        self,
+        publish: Publisher,
+        config_factory: Callable[[], DetectorConfig] = DetectorConfig.from_environ,
+        detector_factory: Callable[[DetectorConfig], ObjectDetector] = ObjectDetector,
+    ) -> None:
+        self.publish = publish
+        self._config_factory = config_factory
+        self._detector_factory = detector_factory
+        self._detector = None  # type: Optional[ObjectDetector]
+        # One bound executor serves every event; MXNet executors are not safe to share across threads.
+        self._lock = threading.Lock()
+
+    @property
+    def output_topic(self) -> str:
+        if self._detector is not None:
+            return self._detector.config.output_topic
+        return os.environ.get("OUTPUT_TOPIC") or DEFAULT_OUTPUT_TOPIC
+
+    def detector(self) -> ObjectDetector:
+        if self._detector is None:
+            self._detector = self._detector_factory(self._config_factory())
+        return self._detector
+
+    def handle(self, event: Any) -> Dict[str, Any]:
+        image_path = None  # type: Optional[str]
+        try:
+            image_path = image_path_from_event(event)
+            with self._lock:
+                payload = self.detector().detect_file(image_path)
+        except DetectorError as exc:
+            payload = _error_payload(str(exc), image_path)
+        except Exception as exc:  # noqa: BLE001 - a long-lived Lambda must survive any one bad frame
+            LOG.exception("inference failed for %s", image_path)
+            payload = _error_payload("{}: {}".format(type(exc).__name__, exc), image_path)
+        payload["timestamp"] = time.time()
+        if "error" in payload:
+            LOG.warning("%s", payload["error"])
+        self._publish(payload)
+        return payload
+
+    def _publish(self, payload: Dict[str, Any]) -> None:
+        topic = self.output_topic
+        try:
+            self.publish(topic, json.dumps(payload).encode("utf-8"))
+        except Exception:  # noqa: BLE001 - losing one message must not stop the detector
+            LOG.exception("publishing to %s failed", topic)
+
+
+def _error_payload(message: str, image_path: Optional[str]) -> Dict[str, Any]:
+    return OrderedDict([("error", message), ("image_path", image_path)])
+
+
+_PALETTE = ((255, 128, 0), (0, 200, 255), (60, 220, 60), (200, 60, 255), (0, 80, 255), (255, 255, 0))
+
+
+def draw_detections(image_bgr: np.ndarray, detections: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """A copy of the image with each detection's box and "label score" drawn on it."""
+    canvas = image_bgr.copy()
+    thickness = max(2, int(round(min(canvas.shape[:2]) / 300.0)))
+    font_scale = max(0.5, min(canvas.shape[:2]) / 900.0)
+    for detection in detections:
+        box = detection["box_pixels"]
+        colour = _PALETTE[int(detection["class_id"]) % len(_PALETTE)]
+        top_left = (int(box["xmin"]), int(box["ymin"]))
+        cv2.rectangle(canvas, top_left, (int(box["xmax"]), int(box["ymax"])), colour, thickness)
+        text = "{} {:.2f}".format(detection["label"], detection["score"])
+        (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        text_y = max(top_left[1], text_h + baseline)
+        cv2.rectangle(
+            canvas, (top_left[0], text_y - text_h - baseline), (top_left[0] + text_w, text_y), colour, cv2.FILLED
+        )
+        cv2.putText(canvas, text, (top_left[0], text_y - baseline), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1)
+    return canvas
+
+
+def write_annotated_png(image_path: str, payload: Mapping[str, Any], output_path: str) -> str:
+    """Draw a result payload's detections on its image and save it as PNG; returns the path."""
+    annotated = draw_detections(read_image(image_path), payload.get("detections", []))
+    if not output_path.lower().endswith(".png"):
+        raise DetectorError("annotated output must be a .png path, got {}".format(output_path))
+    if not cv2.imwrite(output_path, annotated):
+        raise DetectorError("cannot write {}".format(output_path))
+    return output_path
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the SSD detector on image files and print JSON results.")
+    parser.add_argument("--model", help="artefact prefix (default: $MODEL_PATH or {})".format(DEFAULT_MODEL_PATH))
+    parser.add_argument("--image", action="append", required=True, help="image file; repeat for more")
+    parser.add_argument("--threshold", help="score threshold 0..1 (default: $SCORE_THRESHOLD or 0.5)")
+    parser.add_argument("--labels", help="comma-separated class labels (default: $CLASS_LABELS)")
+    parser.add_argument("--annotate", help="write the first image with its detections drawn to this PNG")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    environ = dict(os.environ)
+    for key, value in (("MODEL_PATH", args.model), ("SCORE_THRESHOLD", args.threshold), ("CLASS_LABELS", args.labels)):
+        if value is not None:
+            environ[key] = value
+
+    def print_payload(topic: str, payload: bytes) -> None:
+        print(payload.decode("utf-8"))
+
+    service = InferenceService(print_payload, config_factory=lambda: DetectorConfig.from_environ(environ))
+    payloads = [service.handle({"image_path": path}) for path in args.image]
+    if args.annotate and "error" not in payloads[0]:
+        write_annotated_png(args.image[0], payloads[0], args.annotate)
+        LOG.info("annotated image written to %s", args.annotate)
+    return 1 if any("error" in payload for payload in payloads) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
