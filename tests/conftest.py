@@ -12,6 +12,8 @@ from tests.testbed.aws_endpoint import LocalAwsEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["tests.testbed.pytest_plugin"]
+
 
 @pytest.fixture(scope="session")
 def aws_endpoint(tmp_path_factory):

@@ -1,0 +1,922 @@
+"""Simulated edge devices: systemd-booted Debian 12 containers reached over real SSH.
+
+One Debian 12 root filesystem is built once (debootstrap) and cached; every
+device is a cheap overlayfs copy of it booted with ``systemd-nspawn -b`` on the
+host's network, with its own hostname, machine id, SSH host keys and an sshd
+listening only on its own loopback address 127.0.0.N. A *bed* is a named group
+of devices with one SSH key, one known_hosts file and one Ansible inventory.
+
+    python -m tests.testbed.edge_devices build-image
+    python -m tests.testbed.edge_devices up --count 2 --bed mybed --inventory /tmp/mybed.yml
+    python -m tests.testbed.edge_devices status
+    python -m tests.testbed.edge_devices down --bed mybed     # or --stale, or --all
+
+Several people and test runs use beds at the same time: bed names are unique,
+addresses are leased under a lock, and beds left by killed runs are reaped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+SUITE = "bookworm"
+# What `debootstrap --variant=minbase` leaves out but a stock Debian 12 server has
+# (python3-apt comes with reportbug from the "standard" task; Ansible's apt module needs it).
+EXTRA_PACKAGES = ("ca-certificates", "iproute2", "procps", "python3-apt", "wget", "less")
+BASE_PACKAGES = ("openssh-server", "python3", "sudo", "systemd-sysv", "dbus")
+# Bump when the post-debootstrap steps below change, so cached images are rebuilt.
+IMAGE_RECIPE_VERSION = 1
+
+STATE_ROOT = Path(os.environ.get("EDGEML_TESTBED_ROOT", "/var/tmp/edgeml-testbed"))
+NSPAWN_RUNTIME = Path("/run/systemd/nspawn")
+DEVICE_USER = "edge"
+FIRST_HOST_OCTET = 10
+LAST_HOST_OCTET = 254
+BED_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,47}$")
+RESERVED_NAMES = {"leases", "failed-boots"}
+INSTALL_HINT = "apt-get install debootstrap systemd-container (or run `source scripts/setup.sh`)"
+
+
+class TestbedError(RuntimeError):
+    """A clear, user-facing failure of the test bed."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGEML_CACHE") or Path.home() / ".cache" / "edgeml")
+
+
+def require_root(action: str) -> None:
+    if os.geteuid() != 0:
+        raise TestbedError(f"{action} needs root (debootstrap, overlay mounts and systemd-nspawn); run it as root")
+
+
+def require_tools(*tools: str) -> None:
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        raise TestbedError(f"missing {', '.join(missing)} on this machine: {INSTALL_HINT}")
+
+
+@contextlib.contextmanager
+def flocked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_checked(argv: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+    if result.returncode != 0:
+        output = (result.stderr or result.stdout).strip()[-2000:]
+        raise TestbedError(f"{what} failed ({shlex.join(argv)} exited {result.returncode}):\n{output}")
+    return result
+
+
+def write_file(path: Path, content: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# --------------------------------------------------------------------------- image
+
+
+def image_recipe() -> dict:
+    return {
+        "suite": SUITE,
+        "variant": "minbase",
+        "include": sorted(BASE_PACKAGES + EXTRA_PACKAGES),
+        "user": DEVICE_USER,
+        "version": IMAGE_RECIPE_VERSION,
+    }
+
+
+def image_dir() -> Path:
+    digest = hashlib.sha256(json.dumps(image_recipe(), sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "images" / f"debian12-{digest}"
+
+
+COMPLETE_MARKER = ".edgeml-image-complete"
+
+
+def check_mirror(mirror: str) -> None:
+    url = f"{mirror.rstrip('/')}/dists/{SUITE}/Release"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=15):  # noqa: S310
+            return
+    except (urllib.error.URLError, OSError) as exc:
+        raise TestbedError(
+            f"the Debian mirror {mirror} is unreachable ({url}: {exc}); check the network or point "
+            "EDGEML_DEBIAN_MIRROR at a reachable Debian mirror"
+        ) from exc
+
+
+def build_image(mirror: str | None = None, log=print) -> Path:
+    """Build the cached Debian 12 image once; later calls return at once."""
+    target = image_dir()
+    if (target / COMPLETE_MARKER).exists():
+        return target
+    require_root("building the device image")
+    require_tools("debootstrap", "systemd-nspawn", "chroot")
+    mirror = mirror or os.environ.get("EDGEML_DEBIAN_MIRROR", DEFAULT_MIRROR)
+    images = target.parent
+    with flocked(images / ".build.lock"):
+        if (target / COMPLETE_MARKER).exists():  # built by a concurrent caller while we waited
+            return target
+        for leftover in images.glob(".tmp-*"):  # from a killed build; we hold the lock
+            shutil.rmtree(leftover, ignore_errors=True)
+        if target.exists():  # incomplete: no marker
+            shutil.rmtree(target)
+        check_mirror(mirror)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=images))
+        os.chmod(tmp, 0o755)  # noqa: S103 - it becomes the devices' /, which is 0755
+        log(f"building {target.name} with debootstrap from {mirror} (about a minute)")
+        started = time.monotonic()
+        try:
+            include = ",".join(sorted(BASE_PACKAGES + EXTRA_PACKAGES))
+            run_checked(
+                ["debootstrap", "--variant=minbase", f"--include={include}", SUITE, str(tmp), mirror],
+                "debootstrap",
+            )
+            configure_image(tmp, mirror)
+            (tmp / COMPLETE_MARKER).write_text(json.dumps(image_recipe(), sort_keys=True) + "\n")
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log(f"built {target} in {time.monotonic() - started:.0f}s")
+    return target
+
+
+def configure_image(root: Path, mirror: str) -> None:
+    """What every device shares: the `edge` sudoer, apt sources, no host keys, no machine id."""
+    run_checked(
+        ["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", DEVICE_USER],
+        "creating the edge user in the image",
+    )
+    write_file(root / "etc/sudoers.d/edge", f"{DEVICE_USER} ALL=(ALL) NOPASSWD:ALL\n", mode=0o440)
+    write_file(
+        root / "etc/apt/sources.list",
+        f"deb {mirror} {SUITE} main\n"
+        f"deb {mirror} {SUITE}-updates main\n"
+        f"deb http://deb.debian.org/debian-security {SUITE}-security main\n",
+    )
+    # Every device gets its own host keys and machine id at `up`; none may be shared.
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    write_file(root / "etc/machine-id", "")
+    with contextlib.suppress(FileNotFoundError):
+        (root / "var/lib/dbus/machine-id").unlink()
+    run_checked(["chroot", str(root), "apt-get", "clean"], "cleaning apt's cache in the image")
+
+
+# --------------------------------------------------------------------------- processes, mounts, leases
+
+
+def mounts_under(path: Path) -> list[str]:
+    prefix = str(path).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mounts") as mounts:
+        for line in mounts:
+            target = line.split()[1].replace("\\040", " ")
+            if target == str(path) or target.startswith(prefix):
+                found.append(target)
+    return found
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    with contextlib.suppress(ChildProcessError):  # our own child: reap it if it exited
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def proc_start_time(pid: int | None) -> str | None:
+    """The process's start time in clock ticks: with the pid, an identity that survives pid reuse."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def container_leader(nspawn_pid: int) -> int | None:
+    """The container's init (systemd): the child of nspawn that lives in another pid namespace."""
+    own_ns = os.stat("/proc/self/ns/pid").st_ino
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(entry / "stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            if ppid == nspawn_pid and os.stat(entry / "ns" / "pid").st_ino != own_ns:
+                return int(entry.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def nspawn_pid_for(pid: int | None, merged: Path) -> bool:
+    """True when pid is still our systemd-nspawn for that device (not a reused pid)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return cmdline[0].endswith(b"systemd-nspawn") and f"--directory={merged}".encode() in cmdline
+
+
+def processes_under(bed_dir: Path) -> list[int]:
+    """The bed's systemd-nspawn processes (by command line) and its containers' processes.
+
+    A container process's root is its device's overlay; while that overlay is mounted here, its
+    st_dev identifies the processes (their /proc/PID/root paths are only "/" seen from outside).
+    """
+    prefix = str(bed_dir).rstrip("/") + "/"
+    overlay_devs = set()
+    for target in mounts_under(bed_dir):
+        with contextlib.suppress(OSError):
+            overlay_devs.add(os.stat(target).st_dev)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            root_dev = os.stat(entry / "root").st_dev
+        except OSError:
+            continue
+        ours = root_dev in overlay_devs or (cmdline.split(" ", 1)[0].endswith("systemd-nspawn") and prefix in cmdline)
+        if ours and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def address_in_use(address: str, port: int = 22) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((address, port)) == 0
+
+
+class Leases:
+    """Loopback addresses handed to devices: one file per address under STATE_ROOT/leases, under flock."""
+
+    def __init__(self, root: Path = STATE_ROOT):
+        self.dir = root / "leases"
+        self.lock = root / ".lock"
+
+    def held(self) -> dict[str, dict]:
+        leases = {}
+        for path in self.dir.glob("127.*"):
+            try:
+                leases[path.name] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                leases[path.name] = {}
+        return leases
+
+    def acquire(self, bed: str, devices: list[str]) -> dict[str, str]:
+        """Caller holds self.lock."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        held = self.held()
+        granted: dict[str, str] = {}
+        for octet in range(FIRST_HOST_OCTET, LAST_HOST_OCTET + 1):
+            if len(granted) == len(devices):
+                break
+            address = f"127.0.0.{octet}"
+            if address in held or address_in_use(address):
+                continue
+            device = devices[len(granted)]
+            (self.dir / address).write_text(json.dumps({"bed": bed, "device": device}) + "\n")
+            granted[device] = address
+        if len(granted) < len(devices):
+            self.release(bed)
+            raise TestbedError(
+                f"no free loopback addresses for {len(devices)} devices in 127.0.0.{FIRST_HOST_OCTET}-"
+                f"{LAST_HOST_OCTET}; see `python -m tests.testbed.edge_devices status` and clean up with `down`"
+            )
+        return granted
+
+    def release(self, bed: str) -> None:
+        for address, lease in self.held().items():
+            if lease.get("bed") == bed:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.dir / address).unlink()
+
+
+# --------------------------------------------------------------------------- devices and beds
+
+
+@dataclass
+class Device:
+    name: str
+    address: str
+    dir: Path
+    pid: int | None = None
+    # The container's init and its start time: a SIGKILLed nspawn leaves its container running,
+    # and this is how `down` still finds it.
+    leader: int | None = None
+    leader_start: str | None = None
+
+    def leader_alive(self) -> bool:
+        return pid_alive(self.leader) and proc_start_time(self.leader) == self.leader_start
+
+    @property
+    def merged(self) -> Path:
+        return self.dir / "merged"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "console.log"
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "dir": str(self.dir),
+            "pid": self.pid,
+            "leader": self.leader,
+            "leader_start": self.leader_start,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Device:
+        return cls(
+            name=data["name"],
+            address=data["address"],
+            dir=Path(data["dir"]),
+            pid=data.get("pid"),
+            leader=data.get("leader"),
+            leader_start=data.get("leader_start"),
+        )
+
+
+@dataclass
+class EdgeDeviceBed:
+    """A named group of simulated edge devices.
+
+    bed = EdgeDeviceBed("mybed", count=2).up()
+    bed.run("edge-01", "systemctl is-system-running")
+    bed.down()
+    """
+
+    name: str
+    count: int = 1
+    prefix: str = "edge"
+    inventory_path: Path | None = None
+    boot_timeout: float = 180.0
+    root: Path = STATE_ROOT
+    devices: list[Device] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not BED_NAME_RE.match(self.name) or self.name in RESERVED_NAMES:
+            raise TestbedError(
+                f"bed name {self.name!r} is not valid: expected lowercase letters, digits, '.', '_' or '-' "
+                "(at most 48, starting with a letter or digit)"
+            )
+        if not re.match(r"^[a-z][a-z0-9-]{0,20}$", self.prefix):
+            raise TestbedError(f"device name prefix {self.prefix!r} is not valid: expected a short hostname label")
+        if not 1 <= self.count <= LAST_HOST_OCTET - FIRST_HOST_OCTET + 1:
+            raise TestbedError(
+                f"count must be between 1 and {LAST_HOST_OCTET - FIRST_HOST_OCTET + 1}, got {self.count}"
+            )
+        if self.inventory_path is not None:
+            self.inventory_path = Path(self.inventory_path).absolute()
+
+    # paths
+    @property
+    def dir(self) -> Path:
+        return self.root / self.name
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "bed.json"
+
+    @property
+    def private_key(self) -> Path:
+        return self.dir / "ssh" / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "ssh" / "known_hosts"
+
+    @property
+    def hosts(self) -> dict[str, str]:
+        return {device.name: device.address for device in self.devices}
+
+    @property
+    def inventory(self) -> Path:
+        return self.inventory_path or self.dir / "inventory.yml"
+
+    def ssh_options(self) -> list[str]:
+        return [
+            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", "IdentitiesOnly=yes",
+            "-o", "BatchMode=yes",
+            "-o", "LogLevel=ERROR",
+        ]  # fmt: skip
+
+    # state
+    def save(self, status: str) -> None:
+        state = {
+            "name": self.name,
+            "status": status,
+            "owner_pid": os.getpid(),
+            "prefix": self.prefix,
+            "image": str(image_dir()),
+            "private_key": str(self.private_key),
+            "known_hosts": str(self.known_hosts),
+            "inventory": str(self.inventory),
+            "devices": [device.to_json() for device in self.devices],
+        }
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, self.state_file)
+
+    @classmethod
+    def load(cls, name: str, root: Path = STATE_ROOT) -> EdgeDeviceBed:
+        bed = cls.__new__(cls)
+        bed.name, bed.root, bed.count, bed.prefix, bed.boot_timeout = name, root, 0, "edge", 180.0
+        bed.inventory_path, bed.devices = None, []
+        try:
+            state = json.loads(bed.state_file.read_text())
+        except (OSError, ValueError):
+            return bed  # half-made bed: down() still cleans what exists
+        bed.prefix = state.get("prefix", "edge")
+        bed.inventory_path = Path(state["inventory"]) if state.get("inventory") else None
+        bed.devices = [Device.from_json(device) for device in state.get("devices", [])]
+        bed.count = len(bed.devices)
+        return bed
+
+    # lifecycle
+    def up(self) -> EdgeDeviceBed:
+        require_root("booting simulated devices")
+        require_tools("systemd-nspawn", "ssh", "ssh-keygen", "mount", "umount")
+        image = image_dir()
+        if not (image / COMPLETE_MARKER).exists():
+            raise TestbedError(
+                f"the device image {image} is not built yet: run `python -m tests.testbed.edge_devices build-image`"
+            )
+        reap_dead_beds(self.root)
+        names = [f"{self.prefix}-{index:02d}" for index in range(1, self.count + 1)]
+        leases = Leases(self.root)
+        with flocked(leases.lock):
+            try:
+                self.dir.mkdir(parents=True)
+            except FileExistsError:
+                raise TestbedError(
+                    f"a bed named {self.name!r} already exists ({self.dir}); pick another name or remove it with "
+                    f"`python -m tests.testbed.edge_devices down --bed {self.name}`"
+                ) from None
+            try:
+                addresses = leases.acquire(self.name, names)
+            except BaseException:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                raise
+            self.devices = [Device(name, addresses[name], self.dir / name) for name in names]
+            self.save("booting")
+        try:
+            self._generate_bed_key()
+            with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, self.count)) as pool:
+                host_keys = list(pool.map(lambda device: self._prepare(device, image), self.devices))
+            self.known_hosts.write_text("".join(host_keys))
+            for device in self.devices:
+                self._boot(device)
+            self.save("booting")
+            with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, self.count)) as pool:
+                list(pool.map(self._wait_until_booted, self.devices))
+            self.write_inventory()
+            self.save("running")
+        except BaseException:
+            self._keep_logs()
+            self.down()
+            raise
+        return self
+
+    def machine_name(self, device: Device) -> str:
+        """nspawn keys runtime state in /run/systemd/nspawn on this: unique per bed and device, at most 64."""
+        return f"{self.name[:30]}-{hashlib.sha256(self.name.encode()).hexdigest()[:6]}-{device.name}"
+
+    def kept_log(self, device: Device) -> Path:
+        """Where a device's console log is kept when `up` fails (the bed dir itself is removed)."""
+        return self.root / "failed-boots" / f"{self.name}-{device.name}.log"
+
+    def _keep_logs(self) -> None:
+        for device in self.devices:
+            if device.log.exists():
+                self.kept_log(device).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(device.log, self.kept_log(device))
+
+    def _generate_bed_key(self) -> None:
+        self.private_key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        run_checked(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"edgeml-testbed-{self.name}",
+                "-f",
+                str(self.private_key),
+            ],
+            "generating the bed's SSH key",
+        )
+
+    def _prepare(self, device: Device, image: Path) -> str:
+        """Mount the device's overlay and give it its identity; returns its known_hosts lines."""
+        for sub in ("upper", "work", "merged"):
+            (device.dir / sub).mkdir(parents=True, exist_ok=True)
+        run_checked(
+            [
+                "mount", "-t", "overlay", "overlay",
+                "-o", f"lowerdir={image},upperdir={device.dir / 'upper'},workdir={device.dir / 'work'}",
+                str(device.merged),
+            ],
+            f"mounting the overlay of {device.name}",
+        )  # fmt: skip
+        root = device.merged
+        write_file(root / "etc/hostname", f"{device.name}\n")
+        write_file(
+            root / "etc/hosts",
+            f"127.0.0.1\tlocalhost\n{device.address}\t{device.name}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        )
+        write_file(root / "etc/machine-id", uuid.uuid4().hex + "\n", mode=0o444)
+        lines = []
+        for key_type in ("ed25519", "ecdsa", "rsa"):
+            key = root / f"etc/ssh/ssh_host_{key_type}_key"
+            bits = ["-b", "3072"] if key_type == "rsa" else []
+            run_checked(
+                ["ssh-keygen", "-q", "-t", key_type, *bits, "-N", "", "-C", f"root@{device.name}", "-f", str(key)],
+                f"generating {device.name}'s host key",
+            )
+            key_type_name, key_blob = Path(f"{key}.pub").read_text().split()[:2]
+            lines.append(f"{device.address} {key_type_name} {key_blob}\n")
+        write_file(
+            root / "etc/ssh/sshd_config.d/edgeml-testbed.conf",
+            "# Simulated edge device: sshd only on this device's loopback address (the host's network is shared).\n"
+            f"ListenAddress {device.address}\n"
+            "PasswordAuthentication no\n",
+        )
+        edge = root / "home" / DEVICE_USER
+        uid, gid = edge.stat().st_uid, edge.stat().st_gid
+        (edge / ".ssh").mkdir(mode=0o700, exist_ok=True)
+        os.chown(edge / ".ssh", uid, gid)
+        public_key = Path(f"{self.private_key}.pub").read_text()
+        write_file(edge / ".ssh/authorized_keys", public_key, mode=0o600, uid=uid, gid=gid)
+        return "".join(lines)
+
+    def _boot(self, device: Device) -> None:
+        argv = [
+            "systemd-nspawn",
+            "--register=no",  # the host has no system bus / machined to register with
+            "--keep-unit",
+            "--boot",
+            "--quiet",
+            "--settings=no",
+            "--link-journal=no",
+            "--console=read-only",
+            f"--directory={device.merged}",
+            f"--hostname={device.name}",
+            f"--machine={self.machine_name(device)}",
+        ]
+        with open(device.log, "ab") as log:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        device.pid = process.pid
+        deadline = time.monotonic() + 10
+        while device.leader is None and time.monotonic() < deadline and process.poll() is None:
+            device.leader = container_leader(process.pid)
+            time.sleep(0.02)
+        device.leader_start = proc_start_time(device.leader)
+
+    def _wait_until_booted(self, device: Device) -> None:
+        deadline = time.monotonic() + self.boot_timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if not nspawn_pid_for(device.pid, device.merged):
+                raise TestbedError(
+                    f"{device.name} ({device.address}) stopped while booting; "
+                    f"its log {self.kept_log(device)} ends with:\n"
+                    f"{tail(device.log)}"
+                )
+            remaining = max(5, int(deadline - time.monotonic()))
+            result = self.run(
+                device.name, f"timeout {remaining} systemctl is-system-running --wait", timeout=remaining + 10
+            )
+            state = result.stdout.strip()
+            if state in ("running", "degraded"):
+                return
+            last = f"ssh exit {result.returncode}: {(result.stderr or result.stdout).strip()[-300:]}"
+            time.sleep(0.5)
+        raise TestbedError(
+            f"{device.name} ({device.address}) did not finish booting with SSH answering within "
+            f"{self.boot_timeout:.0f}s (last: {last}); see its log {self.kept_log(device)}:\n{tail(device.log)}"
+        )
+
+    def write_inventory(self) -> Path:
+        common_args = f"-o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+        lines = ["# Written by tests/testbed/edge_devices.py for bed " + self.name, "all:", "  children:"]
+        lines += ["    edge_devices:", "      hosts:"]
+        for device in self.devices:
+            lines += [
+                f"        {device.name}:",
+                f"          ansible_host: {device.address}",
+                f"          ansible_user: {DEVICE_USER}",
+                "          ansible_become: true",
+                f"          ansible_ssh_private_key_file: {self.private_key}",
+                f'          ansible_ssh_common_args: "{common_args}"',
+                "          ansible_python_interpreter: /usr/bin/python3",
+            ]
+        self.inventory.parent.mkdir(parents=True, exist_ok=True)
+        self.inventory.write_text("\n".join(lines) + "\n")
+        return self.inventory
+
+    def ssh_command(self, host: str, command: str) -> list[str]:
+        address = self.hosts.get(host)
+        if address is None:
+            raise TestbedError(f"no device {host!r} in bed {self.name!r}; devices: {', '.join(self.hosts) or 'none'}")
+        return [
+            "ssh", *self.ssh_options(), "-o", "ConnectTimeout=5", "-i", str(self.private_key),
+            f"{DEVICE_USER}@{address}", command,
+        ]  # fmt: skip
+
+    def run(self, host: str, command: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+        """Run a shell command on a device as `edge` over real SSH (prefix `sudo` for root)."""
+        try:
+            return subprocess.run(
+                self.ssh_command(host, command), capture_output=True, text=True, timeout=timeout, check=check
+            )
+        except subprocess.TimeoutExpired as exc:
+            return subprocess.CompletedProcess(exc.cmd, 124, exc.stdout or "", f"timed out after {timeout}s")
+
+    def down(self, stop_timeout: float = 30.0) -> None:
+        """Stop every device, unmount, remove the bed dir and release its leases. Safe to repeat."""
+        stop_devices(self.dir, self.devices, stop_timeout)
+        self._remove_nspawn_runtime_state()
+        for device_dir in sorted(p for p in self.dir.glob("*") if (p / "merged").exists()):
+            unmount(device_dir / "merged")
+        left = mounts_under(self.dir)
+        if left:
+            raise TestbedError(f"could not unmount {', '.join(left)}; the bed dir {self.dir} is left in place")
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        if self.inventory_path and self.inventory_path.exists():
+            with contextlib.suppress(OSError):
+                if self.inventory_path.read_text().startswith("# Written by tests/testbed/edge_devices.py"):
+                    self.inventory_path.unlink()
+        leases = Leases(self.root)
+        with flocked(leases.lock):
+            leases.release(self.name)
+
+    def _remove_nspawn_runtime_state(self) -> None:
+        """What nspawn leaves in /run when it is killed: its propagation dir and its image lock file."""
+        for device in self.devices:
+            with contextlib.suppress(OSError):
+                (NSPAWN_RUNTIME / "propagate" / self.machine_name(device)).rmdir()
+            if mounts_under(device.merged):  # the overlay's st_dev is ours only while it is mounted
+                with contextlib.suppress(OSError):
+                    root = os.stat(device.merged)
+                    (NSPAWN_RUNTIME / "locks" / f"inode-{root.st_dev}:{root.st_ino}").unlink()
+
+    def __enter__(self) -> EdgeDeviceBed:
+        return self.up()
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+
+def stop_devices(bed_dir: Path, devices: list[Device], stop_timeout: float) -> None:
+    """SIGTERM each nspawn (its container shuts down in order), then SIGKILL whatever is left of the bed."""
+    running = [device for device in devices if nspawn_pid_for(device.pid, device.merged)]
+    for device in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(device.pid, signal.SIGTERM)
+    deadline = time.monotonic() + stop_timeout
+    while time.monotonic() < deadline and any(nspawn_pid_for(d.pid, d.merged) for d in running):
+        time.sleep(0.2)
+    # A SIGKILLed nspawn leaves its container running: killing its init ends its whole pid namespace.
+    for device in devices:
+        if device.leader_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(device.leader, signal.SIGKILL)
+    for _ in range(50):
+        leftover = processes_under(bed_dir)
+        if not leftover:
+            return
+        for pid in leftover:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    raise TestbedError(f"processes {processes_under(bed_dir)} of {bed_dir} survive SIGKILL")
+
+
+def unmount(target: Path) -> None:
+    for attempt in range(10):
+        if not mounts_under(target):
+            return
+        result = subprocess.run(["umount", str(target)], capture_output=True, text=True, check=False)
+        if result.returncode == 0:
+            continue
+        if "not mounted" in result.stderr:
+            return
+        time.sleep(0.2 * (attempt + 1))
+    subprocess.run(["umount", "--lazy", str(target)], capture_output=True, check=False)
+
+
+# --------------------------------------------------------------------------- many beds
+
+
+def bed_names(root: Path = STATE_ROOT) -> list[str]:
+    if not root.exists():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in RESERVED_NAMES)
+
+
+def bed_is_dead(bed: EdgeDeviceBed) -> bool:
+    """No device's nspawn runs and nobody is still setting the bed up."""
+    try:
+        state = json.loads(bed.state_file.read_text())
+    except (OSError, ValueError):
+        state = {}
+    if any(nspawn_pid_for(device.pid, device.merged) for device in bed.devices):
+        return False  # an orphaned container without its nspawn counts as dead: `down` kills it
+    if state.get("status") == "running":
+        return True
+    # booting, or no state yet: dead only when the process setting it up is gone
+    owner = state.get("owner_pid")
+    if owner:
+        return not pid_alive(owner)
+    try:
+        return time.time() - bed.dir.stat().st_mtime > 600
+    except FileNotFoundError:
+        return False
+
+
+def reap_dead_beds(root: Path = STATE_ROOT) -> list[str]:
+    reaped = []
+    for name in bed_names(root):
+        bed = EdgeDeviceBed.load(name, root)
+        if bed_is_dead(bed):
+            bed.down(stop_timeout=5)
+            reaped.append(name)
+    # leases whose bed is gone (a bed dir removed by hand, a killed `up`)
+    leases = Leases(root)
+    with flocked(leases.lock):
+        existing = set(bed_names(root))
+        for address, lease in leases.held().items():
+            if lease.get("bed") not in existing:
+                with contextlib.suppress(FileNotFoundError):
+                    (leases.dir / address).unlink()
+    return reaped
+
+
+def bed_status(root: Path = STATE_ROOT) -> list[dict]:
+    rows = []
+    for name in bed_names(root):
+        bed = EdgeDeviceBed.load(name, root)
+        for device in bed.devices or [Device("-", "-", bed.dir)]:
+            alive = nspawn_pid_for(device.pid, device.merged)
+            rows.append(
+                {
+                    "bed": name,
+                    "device": device.name,
+                    "address": device.address,
+                    "pid": device.pid if alive else None,
+                    "state": "running" if alive else "dead",
+                    "inventory": str(bed.inventory),
+                }
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.testbed.edge_devices", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build-image", help="build the cached Debian 12 image (a no-op when cached)")
+    build.add_argument(
+        "--mirror", default=None, help=f"Debian mirror (default $EDGEML_DEBIAN_MIRROR or {DEFAULT_MIRROR})"
+    )
+    up = sub.add_parser("up", help="boot a bed of devices and write its Ansible inventory")
+    up.add_argument("--count", type=int, default=1)
+    up.add_argument("--bed", default=None, help="bed name (default: edge-<random>)")
+    up.add_argument(
+        "--inventory", type=Path, default=None, help="where to write the inventory (default: in the bed dir)"
+    )
+    up.add_argument("--prefix", default="edge", help="device name prefix: <prefix>-01, <prefix>-02, ...")
+    up.add_argument("--boot-timeout", type=float, default=180.0)
+    up.add_argument("--json", action="store_true", help="print the bed as JSON")
+    down = sub.add_parser("down", help="stop beds, unmount their overlays, remove them, release their addresses")
+    which = down.add_mutually_exclusive_group(required=True)
+    which.add_argument("--bed", help="this bed")
+    which.add_argument("--stale", action="store_true", help="only beds left by killed runs (safe beside others)")
+    which.add_argument("--all", action="store_true", help="every bed on this machine, other people's included")
+    sub.add_parser("status", help="list beds and devices")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "build-image":
+            print(build_image(args.mirror))
+        elif args.command == "up":
+            name = args.bed or f"edge-{uuid.uuid4().hex[:8]}"
+            bed = EdgeDeviceBed(
+                name,
+                count=args.count,
+                prefix=args.prefix,
+                inventory_path=args.inventory,
+                boot_timeout=args.boot_timeout,
+            ).up()
+            if args.json:
+                summary = {"bed": bed.name, "inventory": str(bed.inventory), "hosts": bed.hosts}
+                summary.update(private_key=str(bed.private_key), known_hosts=str(bed.known_hosts))
+                print(json.dumps(summary))
+            else:
+                for device in bed.devices:
+                    print(f"{bed.name}\t{device.name}\t{device.address}")
+                print(f"inventory: {bed.inventory}")
+        elif args.command == "down":
+            require_root("stopping simulated devices")
+            if args.bed:
+                if not (STATE_ROOT / args.bed).exists():
+                    raise TestbedError(f"no bed named {args.bed!r} (see `status`)")
+                EdgeDeviceBed.load(args.bed).down()
+            elif args.stale:
+                for name in reap_dead_beds():
+                    print(f"removed stale bed {name}")
+            else:
+                for name in bed_names():
+                    EdgeDeviceBed.load(name).down()
+                    print(f"removed bed {name}")
+                reap_dead_beds()
+        elif args.command == "status":
+            rows = bed_status()
+            if not rows:
+                print("no beds")
+            for row in rows:
+                print(f"{row['bed']}\t{row['device']}\t{row['address']}\t{row['state']}\t{row['inventory']}")
+    except TestbedError as exc:
+        print(f"edge_devices: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno == errno.EACCES:
+            print(f"edge_devices: {exc} (run as root)", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
