@@ -386,8 +386,9 @@ def _ms(start: float, end: float) -> float:
 class InferenceService:
     """Event in, payload published: what a Lambda or component handler delegates to.
 
-    The model is loaded on first use and kept; a failed load (model not synced yet,
-    bad setting) is reported on the output topic and retried on the next event.
+    Settings are read and the model loaded on first use, then kept; a failure (bad
+    setting, model not synced yet) is reported on the output topic and retried on
+    the next event.
     Nothing an event contains makes ``handle`` raise.
     """
 
@@ -400,19 +401,23 @@ class InferenceService:
         self.publish = publish
         self._config_factory = config_factory
         self._detector_factory = detector_factory
+        self._config = None  # type: Optional[DetectorConfig]
         self._detector = None  # type: Optional[ObjectDetector]
         # One bound executor serves every event; MXNet executors are not safe to share across threads.
         self._lock = threading.Lock()
 
     @property
     def output_topic(self) -> str:
-        if self._detector is not None:
-            return self._detector.config.output_topic
+        if self._config is not None:
+            return self._config.output_topic
+        # Settings that fail validation still need somewhere to report it.
         return os.environ.get("OUTPUT_TOPIC") or DEFAULT_OUTPUT_TOPIC
 
     def detector(self) -> ObjectDetector:
         if self._detector is None:
-            self._detector = self._detector_factory(self._config_factory())
+            if self._config is None:
+                self._config = self._config_factory()
+            self._detector = self._detector_factory(self._config)
         return self._detector
 
     def handle(self, event: Any) -> Dict[str, Any]:
