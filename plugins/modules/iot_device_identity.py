@@ -327,7 +327,7 @@ def ensure_present(module, client, checked):
     groups_to_create = [g for g in missing_groups if iot.describe_thing_group(client, g) is None]
     if groups_to_create and not params["create_thing_groups"]:
         raise InputError(
-            "thing_groups: {0} do not exist; create them first or set create_thing_groups: true".format(
+            "thing_groups: {0}: no such thing group; create it first or set create_thing_groups: true".format(
                 ", ".join(groups_to_create)
             )
         )
