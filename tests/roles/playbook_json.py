@@ -1,0 +1,95 @@
+"""Run ansible-playbook with the JSON callback and read per-host task results.
+
+Used by the role tests that run playbooks on localhost (rendering, GPU detection)
+and against simulated edge devices.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class PlaybookRun:
+    returncode: int
+    output: dict
+    stderr: str
+
+    def results(self, task_name: str) -> dict[str, dict]:
+        """{host: result} of the last task with this name (a role's tasks are named "<role> : <name>")."""
+        found: dict[str, dict] = {}
+        for play in self.output.get("plays", []):
+            for task in play.get("tasks", []):
+                if task["task"]["name"].split(" : ", 1)[-1] == task_name:
+                    found = task["hosts"]
+        return found
+
+    def task_names(self, host: str, include_skipped: bool = False) -> list[str]:
+        """Names (without the role prefix) of the tasks that ran on host."""
+        return [
+            task["task"]["name"].split(" : ", 1)[-1]
+            for play in self.output.get("plays", [])
+            for task in play.get("tasks", [])
+            if host in task["hosts"] and (include_skipped or not task["hosts"][host].get("skipped"))
+        ]
+
+    def failure_messages(self) -> list[str]:
+        return [
+            str(result.get("msg", ""))
+            for play in self.output.get("plays", [])
+            for task in play.get("tasks", [])
+            for result in task["hosts"].values()
+            if result.get("failed")
+        ]
+
+    def stats(self, host: str) -> dict:
+        return self.output.get("stats", {}).get(host, {})
+
+    def describe(self) -> str:
+        return f"rc={self.returncode}\nfailures={self.failure_messages()}\nstderr tail:\n{self.stderr[-2000:]}"
+
+
+def run_playbook(
+    playbook: Path,
+    inventory: str | Path,
+    *args: str,
+    extra_vars: dict | None = None,
+    env: dict | None = None,
+    timeout: float = 900,
+) -> PlaybookRun:
+    environment = dict(env or os.environ)
+    environment.update(
+        ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_NOCOLOR="1",
+    )
+    argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(playbook), *args]
+    if extra_vars:
+        argv += ["--extra-vars", json.dumps(extra_vars)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=environment, cwd=REPO_ROOT, timeout=timeout)
+    try:
+        output = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        output = {"unparsed_stdout": proc.stdout[-4000:]}
+    stderr = proc.stderr + (proc.stdout[-4000:] if "unparsed_stdout" in output else "")
+    return PlaybookRun(proc.returncode, output, stderr)
+
+
+def localhost_inventory(tmp_path: Path, hosts: dict[str, dict] | None = None) -> Path:
+    """An inventory of local-connection hosts using this interpreter (pyenv shims confuse discovery)."""
+    hosts = hosts or {"localhost": {}}
+    lines = ["all:", "  hosts:"]
+    for name, host_vars in hosts.items():
+        merged = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}
+        lines.append(f"    {name}: {json.dumps(merged)}")
+    path = tmp_path / "inventory.yml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
