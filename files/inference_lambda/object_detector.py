@@ -95,8 +95,10 @@ class DetectorConfig:
 
     @classmethod
     def from_environ(cls, environ: Optional[Mapping[str, str]] = None) -> DetectorConfig:
-        env = os.environ if environ is None else environ
-        model_path = env.get("MODEL_PATH") or DEFAULT_MODEL_PATH
+        source = os.environ if environ is None else environ
+        # An empty variable (e.g. an unset template value) means "use the default", like an absent one.
+        env = {key: value for key, value in source.items() if value != ""}
+        model_path = env.get("MODEL_PATH", DEFAULT_MODEL_PATH)
         labels = None  # type: Optional[List[str]]
         if env.get("CLASS_LABELS"):
             labels = [label.strip() for label in env["CLASS_LABELS"].split(",")]
@@ -105,12 +107,12 @@ class DetectorConfig:
         return cls(
             model_path=model_path,
             model_epoch=env.get("MODEL_EPOCH", "0"),
-            input_size=env.get("MODEL_INPUT_SIZE") or None,
+            input_size=env.get("MODEL_INPUT_SIZE"),
             score_threshold=env.get("SCORE_THRESHOLD", DEFAULT_SCORE_THRESHOLD),
             max_detections=env.get("MAX_DETECTIONS", DEFAULT_MAX_DETECTIONS),
             class_labels=labels,
             context=env.get("DETECTOR_CONTEXT", "auto"),
-            output_topic=env.get("OUTPUT_TOPIC") or DEFAULT_OUTPUT_TOPIC,
+            output_topic=env.get("OUTPUT_TOPIC", DEFAULT_OUTPUT_TOPIC),
         )
 
     def label_for(self, class_id: int) -> str:

@@ -149,6 +149,8 @@ def test_settings_come_from_the_environment(small_model, tmp_path):
     assert (config.output_topic, config.context, config.input_size) == ("edge/detections", "cpu", 512)
 
     defaults = od.DetectorConfig.from_environ({})
+    empty = od.DetectorConfig.from_environ({name: "" for name in ("MODEL_PATH", "SCORE_THRESHOLD", "MAX_DETECTIONS")})
+    assert (empty.model_path, empty.score_threshold, empty.max_detections) == (defaults.model_path, 0.5, 100)
     assert defaults.model_path == "/ml/od/deploy_model_algo_1"
     assert (defaults.score_threshold, defaults.output_topic, defaults.context) == (0.5, "blog/infer/output", "auto")
 
