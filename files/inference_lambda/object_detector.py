@@ -193,7 +193,10 @@ def _input_size_from_hyperparams(model_path: str) -> int:
 def select_context(requested: str):
     import mxnet as mx
 
-    gpus = mx.context.num_gpus()
+    if hasattr(mx.context, "num_gpus"):
+        gpus = mx.context.num_gpus()
+    else:  # MXNet before 1.3, as on older Jetson images
+        gpus = len(mx.test_utils.list_gpus())
     if requested == "auto":
         return mx.gpu(0) if gpus > 0 else mx.cpu()
     if requested == "cpu":
