@@ -56,6 +56,7 @@ DEVICE_USER = "edge"
 FIRST_HOST_OCTET = 10
 LAST_HOST_OCTET = 254
 BED_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,47}$")
+DEVICE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 RESERVED_NAMES = {"leases", "failed-boots"}
 INSTALL_HINT = "apt-get install debootstrap systemd-container (or run `source scripts/setup.sh`)"
 
@@ -412,6 +413,8 @@ class EdgeDeviceBed:
     inventory_path: Path | None = None
     boot_timeout: float = 180.0
     root: Path = STATE_ROOT
+    # Explicit device (host) names instead of <prefix>-01...; molecule names them after its platforms.
+    names: list[str] | None = None
     devices: list[Device] = field(default_factory=list)
 
     def __post_init__(self):
@@ -426,6 +429,15 @@ class EdgeDeviceBed:
             raise TestbedError(
                 f"count must be between 1 and {LAST_HOST_OCTET - FIRST_HOST_OCTET + 1}, got {self.count}"
             )
+        if self.names is not None:
+            self.names = list(self.names)
+            bad = [name for name in self.names if not DEVICE_NAME_RE.match(name)]
+            if bad or not self.names or len(set(self.names)) != len(self.names):
+                raise TestbedError(
+                    f"device names {self.names!r} are not valid: expected distinct hostnames of lowercase letters, "
+                    "digits and '-' (at most 40 each)"
+                )
+            self.count = len(self.names)
         if self.inventory_path is not None:
             self.inventory_path = Path(self.inventory_path).absolute()
 
@@ -484,7 +496,7 @@ class EdgeDeviceBed:
     def load(cls, name: str, root: Path = STATE_ROOT) -> EdgeDeviceBed:
         bed = cls.__new__(cls)
         bed.name, bed.root, bed.count, bed.prefix, bed.boot_timeout = name, root, 0, "edge", 180.0
-        bed.inventory_path, bed.devices = None, []
+        bed.inventory_path, bed.devices, bed.names = None, [], None
         try:
             state = json.loads(bed.state_file.read_text())
         except (OSError, ValueError):
@@ -505,7 +517,7 @@ class EdgeDeviceBed:
                 f"the device image {image} is not built yet: run `python -m tests.testbed.edge_devices build-image`"
             )
         reap_dead_beds(self.root)
-        names = [f"{self.prefix}-{index:02d}" for index in range(1, self.count + 1)]
+        names = self.names or [f"{self.prefix}-{index:02d}" for index in range(1, self.count + 1)]
         leases = Leases(self.root)
         with flocked(leases.lock):
             try:
@@ -542,7 +554,8 @@ class EdgeDeviceBed:
 
     def machine_name(self, device: Device) -> str:
         """nspawn keys runtime state in /run/systemd/nspawn on this: unique per bed and device, at most 64."""
-        return f"{self.name[:30]}-{hashlib.sha256(self.name.encode()).hexdigest()[:6]}-{device.name}"
+        digest = hashlib.sha256(f"{self.name}/{device.name}".encode()).hexdigest()[:8]
+        return f"{re.sub(r'[^a-z0-9-]', '-', self.name[:20])}-{digest}-{device.name[:30]}"
 
     def kept_log(self, device: Device) -> Path:
         """Where a device's console log is kept when `up` fails (the bed dir itself is removed)."""
@@ -857,6 +870,7 @@ def main(argv: list[str] | None = None) -> int:
         "--inventory", type=Path, default=None, help="where to write the inventory (default: in the bed dir)"
     )
     up.add_argument("--prefix", default="edge", help="device name prefix: <prefix>-01, <prefix>-02, ...")
+    up.add_argument("--names", default=None, help="comma-separated device names (instead of --count/--prefix)")
     up.add_argument("--boot-timeout", type=float, default=180.0)
     up.add_argument("--json", action="store_true", help="print the bed as JSON")
     down = sub.add_parser("down", help="stop beds, unmount their overlays, remove them, release their addresses")
@@ -878,6 +892,7 @@ def main(argv: list[str] | None = None) -> int:
                 prefix=args.prefix,
                 inventory_path=args.inventory,
                 boot_timeout=args.boot_timeout,
+                names=args.names.split(",") if args.names else None,
             ).up()
             if args.json:
                 summary = {"bed": bed.name, "inventory": str(bed.inventory), "hosts": bed.hosts}
