@@ -18,11 +18,6 @@ import json
 import re
 
 try:
-    import botocore  # noqa: F401 - the AWS modules check for botocore themselves
-except ImportError:
-    pass
-
-try:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
@@ -311,8 +306,9 @@ def attached_certificates(client, thing_name):
 def validate_thing_name(value, option="thing_name"):
     if not isinstance(value, str) or not THING_NAME_RE.match(value):
         raise InputError(
-            "{0}: {1!r} is not a valid AWS IoT thing name; expected 1 to 128 characters from "
-            "[a-zA-Z0-9:_-]".format(option, value)
+            "{0}: {1!r} is not a valid AWS IoT thing name; expected 1 to 128 characters from [a-zA-Z0-9:_-]".format(
+                option, value
+            )
         )
     return value
 
@@ -336,8 +332,9 @@ def validate_attributes(attributes):
     for name, value in (attributes or {}).items():
         if not ATTRIBUTE_NAME_RE.match(str(name)):
             raise InputError(
-                "attributes: name {0!r} is not valid; expected 1 to 128 characters from "
-                "[a-zA-Z0-9_.,@/:#-]".format(name)
+                "attributes: name {0!r} is not valid; expected 1 to 128 characters from [a-zA-Z0-9_.,@/:#-]".format(
+                    name
+                )
             )
         if not isinstance(value, str) or not ATTRIBUTE_VALUE_RE.match(value):
             raise InputError(
@@ -390,7 +387,7 @@ def load_policy_document(value):
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise InputError("policy_document: not valid JSON ({0})".format(exc))
+            raise InputError("policy_document: not valid JSON ({0})".format(exc)) from exc
     if not isinstance(value, dict) or "Statement" not in value:
         raise InputError("policy_document: expected a policy object with 'Version' and 'Statement'")
     statements = value["Statement"]
@@ -400,7 +397,9 @@ def load_policy_document(value):
         raise InputError("policy_document: 'Statement' must be a non-empty list of statements")
     for statement in statements:
         if not isinstance(statement, dict) or "Effect" not in statement or "Action" not in statement:
-            raise InputError("policy_document: every statement needs 'Effect' and 'Action', got {0!r}".format(statement))
+            raise InputError(
+                "policy_document: every statement needs 'Effect' and 'Action', got {0!r}".format(statement)
+            )
     return value
 
 
@@ -417,7 +416,7 @@ def load_csr(csr_pem):
     try:
         csr = x509.load_pem_x509_csr(csr_pem.strip().encode("ascii") + b"\n")
     except (ValueError, UnicodeEncodeError) as exc:
-        raise InputError("csr: not a parseable PEM certificate signing request ({0})".format(exc))
+        raise InputError("csr: not a parseable PEM certificate signing request ({0})".format(exc)) from exc
     if not csr.is_signature_valid:
         raise InputError("csr: the signature does not match the request's public key (damaged or tampered CSR)")
     return csr
@@ -428,9 +427,7 @@ def public_key_der(obj):
     require_cryptography()
     if isinstance(obj, str):
         obj = x509.load_pem_x509_certificate(obj.encode("ascii"))
-    return obj.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return obj.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 # ---------------------------------------------------------------------------

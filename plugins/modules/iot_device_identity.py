@@ -14,7 +14,7 @@ module: iot_device_identity
 short_description: One edge device's AWS IoT identity (thing, certificate, policy)
 version_added: 0.1.0
 description:
-  - Makes sure one device has its AWS IoT identity, and is safe to run on every provisioning pass:
+  - Makes sure one device has its AWS IoT identity, and is safe to run on every provisioning pass -
     the thing (with attributes and thing group membership), one ACTIVE X.509 certificate attached
     to the thing, and an AWS IoT policy attached to that certificate.
   - Replaces C(greengo create) and the manual certificate steps of a hand-built Greengrass V1 core.
@@ -29,7 +29,7 @@ description:
   - Every input is validated (thing name, CSR parse and signature, topic prefixes, policy document)
     before any AWS call, so a wrong input leaves nothing half-made.
 author:
-  - edgeml.greengrass maintainers
+  - edgeml.greengrass maintainers (@edgeml)
 options:
   thing_name:
     description:
@@ -64,7 +64,8 @@ options:
     default: false
   certificate_mode:
     description:
-      - C(csr) issues the certificate from I(csr) (AWS C(CreateCertificateFromCsr)); the private key stays on the device.
+      - C(csr) issues the certificate from I(csr) (AWS C(CreateCertificateFromCsr)); the private key
+        stays on the device.
       - C(aws_generated) has AWS create the key pair (C(CreateKeysAndCertificate)); the private key is
         returned once, in RV(private_key), and cannot be fetched again. Set C(no_log) on the task.
     type: str
@@ -249,13 +250,13 @@ retired_certificates:
   elements: str
 """
 
-import json
+import json  # noqa: E402
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry  # noqa: E402
 
-from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot
-from ansible_collections.edgeml.greengrass.plugins.module_utils._iot import AnsibleIoTError, InputError
+from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._iot import AnsibleIoTError, InputError  # noqa: E402
 
 
 def validate(params):
@@ -439,7 +440,11 @@ def ensure_present(module, client, checked):
         "thing": thing_view(thing, groups),
         "certificates": sorted(
             [{"id": c["id"], "status": c["status"]} for c in attached if c["id"] not in retired]
-            + ([] if certificate["id"] in [c["id"] for c in attached] else [{"id": certificate["id"], "status": "ACTIVE"}]),
+            + (
+                []
+                if certificate["id"] in [c["id"] for c in attached]
+                else [{"id": certificate["id"], "status": "ACTIVE"}]
+            ),
             key=lambda c: str(c["id"]),
         ),
         "policy": {"name": policy_name, "document": wanted_document},

@@ -14,13 +14,13 @@ module: iot_device_identity_info
 short_description: Read one device's AWS IoT identity (thing, certificates, policies, endpoints)
 version_added: 0.1.0
 description:
-  - Reads what M(edgeml.greengrass.iot_device_identity) manages for one thing, without writing anything:
+  - Reads what M(edgeml.greengrass.iot_device_identity) manages for one thing, without writing anything -
     the thing, its thing groups, the certificates attached to it with their status, the policies
     attached to each certificate, and the account's data and credentials endpoints.
   - Optionally counts the account's things, certificates and policies, which tests use to prove
     that removal left nothing behind.
 author:
-  - edgeml.greengrass maintainers
+  - edgeml.greengrass maintainers (@edgeml)
 options:
   thing_name:
     description:
@@ -137,13 +137,13 @@ account_counts:
   sample: {"things": 0, "certificates": 0, "policies": 0}
 """
 
-import json
+import json  # noqa: E402
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry  # noqa: E402
 
-from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot
-from ansible_collections.edgeml.greengrass.plugins.module_utils._iot import AnsibleIoTError, InputError
+from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._iot import AnsibleIoTError, InputError  # noqa: E402
 
 
 def read_identity(client, thing_name):

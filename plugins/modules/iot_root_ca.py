@@ -26,7 +26,7 @@ description:
     Greengrass V1 guides fetch signed only the legacy, non-ATS endpoints and is obsolete; AWS IoT's
     C(iot:Data-ATS) endpoints need an Amazon Root CA.
 author:
-  - edgeml.greengrass maintainers
+  - edgeml.greengrass maintainers (@edgeml)
 options:
   dest:
     description:
@@ -113,15 +113,15 @@ source:
   type: str
 """
 
-import hashlib
-import os
-import re
-import ssl
-import tempfile
+import hashlib  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import ssl  # noqa: E402
+import tempfile  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_bytes, to_native
-from ansible.module_utils.urls import fetch_url
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.common.text.converters import to_bytes, to_native  # noqa: E402
+from ansible.module_utils.urls import fetch_url  # noqa: E402
 
 # SHA-256 of the DER certificates published at https://www.amazontrust.com/repository/.
 # Root CA 3's was checked against Debian's /usr/share/ca-certificates/mozilla/Amazon_Root_CA_3.crt.
@@ -145,7 +145,7 @@ class NotVerified(ValueError):
 
 def fingerprint(der):
     digest = hashlib.sha256(der).hexdigest().upper()
-    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
 def verified_pem(text, ca, source):
@@ -159,7 +159,7 @@ def verified_pem(text, ca, source):
     try:
         der = ssl.PEM_cert_to_DER_cert(pem)
     except ValueError as exc:
-        raise NotVerified("{0}: not a readable PEM certificate ({1}); nothing was written".format(source, exc))
+        raise NotVerified("{0}: not a readable PEM certificate ({1}); nothing was written".format(source, exc)) from exc
     seen = fingerprint(der)
     expected = AMAZON_ROOTS[ca]["sha256"]
     if seen != expected:

@@ -105,7 +105,14 @@ def test_target(target, clean_aws, ansible_env, tmp_path, http_server):
     }
     env = dict(ansible_env, ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(playbook), "-e", json.dumps(extra_vars)],
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            str(playbook),
+            "-e",
+            json.dumps(extra_vars),
+        ],
         env=env,
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
@@ -116,7 +123,6 @@ def test_target(target, clean_aws, ansible_env, tmp_path, http_server):
     log = tmp_path / "ansible-playbook.log"
     log.write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, (
-        f"target {target.name} failed (rc={proc.returncode}); full log: {log}\n"
-        + (proc.stdout + proc.stderr)[-8000:]
+        f"target {target.name} failed (rc={proc.returncode}); full log: {log}\n" + (proc.stdout + proc.stderr)[-8000:]
     )
     assert "failed=0" in proc.stdout, f"target {target.name}: no clean play recap; log: {log}"
