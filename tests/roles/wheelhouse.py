@@ -1,0 +1,71 @@
+"""A wheelhouse of the inference runtime's wheels on the controller, downloaded once and cached.
+
+Simulated devices (Debian 12, Python 3.11, x86_64) install MXNet, numpy and OpenCV from it with
+`--no-index --find-links` (the mxnet_opencv_runtime role's offline option), so test runs do not
+fetch ~120 MB from PyPI per device.
+
+    python -m tests.roles.wheelhouse            # prints the wheelhouse directory
+
+The directory is ${EDGEML_CACHE:-~/.cache/edgeml}/wheels/<python>-<platform>-<hash of the pins>,
+pip's cache ${EDGEML_CACHE}/pip. A finished wheelhouse carries a stamp file and is reused as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+# The role's defaults (roles/mxnet_opencv_runtime/defaults/main.yml); a test keeps them equal.
+REQUIREMENTS = ("mxnet==1.9.1", "numpy==1.23.5", "opencv-python-headless==4.11.0.86")
+STAMP = ".complete"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EDGEML_CACHE") or Path.home() / ".cache" / "edgeml")
+
+
+def wheelhouse_dir(python_version: str, platform: str, requirements=REQUIREMENTS) -> Path:
+    digest = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:12]
+    return cache_root() / "wheels" / f"py{python_version}-{platform}-{digest}"
+
+
+def ensure_wheelhouse(
+    python_version: str = "3.11", platform: str = "manylinux2014_x86_64", requirements=REQUIREMENTS
+) -> Path:
+    """Download the wheels (and their dependencies) for that Python and platform unless already there."""
+    target = wheelhouse_dir(python_version, platform, requirements)
+    if (target / STAMP).exists():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    environment = dict(os.environ, PIP_CACHE_DIR=str(cache_root() / "pip"), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    # --only-binary with --python-version/--platform: wheels for the device, not for this controller.
+    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:"]
+    argv += ["--python-version", python_version, "--implementation", "cp", "--platform", platform]
+    argv += ["--dest", str(partial), *requirements]
+    result = subprocess.run(argv, capture_output=True, text=True, env=environment)
+    if result.returncode != 0:
+        raise RuntimeError(f"pip download failed for the wheelhouse ({' '.join(argv)}):\n{result.stderr[-3000:]}")
+    (partial / STAMP).write_text("\n".join(requirements) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python-version", default="3.11")
+    parser.add_argument("--platform", default="manylinux2014_x86_64")
+    options = parser.parse_args(argv)
+    print(ensure_wheelhouse(options.python_version, options.platform))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
