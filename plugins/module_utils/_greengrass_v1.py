@@ -661,6 +661,13 @@ def get_definition_version(client, kind, definition_id, version_id):
 
 
 @AWSRetry.jittered_backoff()
+def list_definition_versions(client, kind, definition_id):
+    api, id_key, _version_key = _kind_api(kind)
+    paginator = client.get_paginator("list_%s_definition_versions" % api)
+    return paginator.paginate(**{id_key: definition_id}).build_full_result().get("Versions", [])
+
+
+@AWSRetry.jittered_backoff()
 def create_definition(client, kind, name, initial_version):
     return getattr(client, "create_%s_definition" % KINDS[kind]["api"])(Name=name, InitialVersion=initial_version)
 
@@ -811,7 +818,7 @@ def snake_content(value):
 
 
 def describe_group_version(client, group_id, version_id):
-    """{kind: {definition_id, definition_name, version_arn, content}} for every kind the version uses."""
+    """{kind: {definition_id, definition_name, version, version_arn, version_count, content}} per kind used."""
     definition = get_group_version(client, group_id, version_id).get("Definition", {}) or {}
     resolved = {}
     for kind in KIND_ORDER:
@@ -826,6 +833,7 @@ def describe_group_version(client, group_id, version_id):
             "definition_name": found.get("Name"),
             "version": definition_version,
             "version_arn": arn,
+            "version_count": len(list_definition_versions(client, kind, definition_id)),
             "content": snake_content(content),
         }
     return resolved

@@ -25,7 +25,7 @@ description:
     reporting both).
   - O(state=reset) resets the group's deployments (C(ResetDeployments)), for example before deleting a group.
 author:
-  - edgeml.greengrass contributors
+  - edgeml.greengrass contributors (@edgeml)
 options:
   group_name:
     description: Name of the group. The module fails when several groups share it.

@@ -29,7 +29,7 @@ description:
     When creating a new group fails part way, what this run created is deleted again.
   - AWS discontinued Greengrass V1 on 2026-10-07; this module is the V1 reference path.
 author:
-  - edgeml.greengrass contributors
+  - edgeml.greengrass contributors (@edgeml)
 options:
   name:
     description:

@@ -20,7 +20,7 @@ description:
   - O(list_definitions) also lists every definition of the given kinds in the account and region, which
     shows whether anything was left behind.
 author:
-  - edgeml.greengrass contributors
+  - edgeml.greengrass contributors (@edgeml)
 options:
   name:
     description: Name of the group. The module fails when several groups share it.
@@ -83,8 +83,8 @@ group:
       type: str
 latest_version:
   description:
-    - Per kind used by the latest group version, the definition and the content of the version used,
-      with snake_case keys (environment variable names kept as they are).
+    - Per kind used by the latest group version, the definition, how many versions it has, and the content
+      of the version used, with snake_case keys (environment variable names kept as they are).
   returned: when the group exists
   type: dict
   sample:
@@ -93,12 +93,17 @@ latest_version:
       definition_name: detector-site-a-subscriptions
       version: 0c1d...
       version_arn: arn:aws:greengrass:us-east-1:123456789012:greengrass/definition/subscriptions/6b3e/versions/0c1d
+      version_count: 2
       content:
         subscriptions:
           - id: subscription-8d2f0c1e5a7b9c3d
             source: cloud
             subject: detections/site-a
             target: arn:aws:iot:us-east-1:123456789012:thing/site-a-core
+group_version_count:
+  description: How many versions the group has.
+  returned: when the group exists
+  type: int
 role_arn:
   description: ARN of the group role; null when none.
   returned: when the group exists
@@ -202,6 +207,7 @@ def main():
                 latest_version=gg.describe_group_version(client, group["Id"], group["LatestVersion"])
                 if group.get("LatestVersion")
                 else {},
+                group_version_count=len(gg.list_group_versions(client, group["Id"])),
                 role_arn=gg.get_associated_role_arn(client, group["Id"]),
                 deployments=deployments,
                 latest_deployment_status=latest_status,
