@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The main job on the embedded default, on a fresh Debian 12 machine, as root:
+#   bash scripts/demo.sh            # provision 3 simulated devices end to end, then tear down
+#   bash scripts/demo.sh --keep     # leave devices and endpoint running to explore
+# It builds (once) the device image, starts the local AWS-compatible endpoint, boots 3 simulated
+# edge devices, runs playbooks/site.yml against them exactly as a user runs it against real
+# devices, then runs a smoke test on one device and brings the detections back to the controller.
+set -euo pipefail
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+# shellcheck source=scripts/setup.sh
+source scripts/setup.sh
+
+KEEP=false
+DEVICES=3
+while (($#)); do
+  case "$1" in
+    --keep) KEEP=true ;;
+    --devices) DEVICES="$2"; shift ;;
+    *) echo "demo: unknown option $1 (expected --keep or --devices N)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+STATE="$EDGEML_CACHE/demo"
+OUT="$REPO_ROOT/out/demo"
+BED=demo
+mkdir -p "$STATE" "$OUT"
+
+step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+teardown() {
+  python -m tests.testbed.edge_devices down --bed "$BED" >/dev/null 2>&1 || true
+  python -m tests.testbed.aws_endpoint stop --state-dir "$STATE" >/dev/null 2>&1 || true
+}
+# A previous run killed half-way must not break this one.
+teardown
+$KEEP || trap teardown EXIT
+
+step "device image (cached after the first run)"
+python -m tests.testbed.edge_devices build-image
+
+step "local AWS-compatible endpoint"
+url="$(python -m tests.testbed.aws_endpoint start --state-dir "$STATE")"
+export AWS_ENDPOINT_URL="$url" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+  AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+echo "endpoint: $url"
+
+step "boot $DEVICES simulated edge devices"
+python -m tests.testbed.edge_devices up --bed "$BED" --count "$DEVICES" --prefix edge \
+  --inventory "$STATE/devices.yml"
+
+step "test-bed artefacts (stand-in Greengrass core archive, small detector model)"
+python -m tests.demo_artefacts --out "$STATE/artefacts" > "$STATE/artefacts.yml"
+cat "$STATE/artefacts.yml"
+
+step "ansible-playbook playbooks/site.yml"
+ansible-playbook playbooks/site.yml \
+  -i inventories/local_testbed -i "$STATE/devices.yml" -e "@$STATE/artefacts.yml"
+
+step "smoke test: the deployed detector on a device, results back on the controller"
+ansible-playbook playbooks/smoke_test.yml \
+  -i inventories/local_testbed -i "$STATE/devices.yml" -e "@$STATE/artefacts.yml" \
+  -e "smoke_test_results_dir=$OUT"
+ls -l "$OUT"
+
+step "done"
+$KEEP && echo "devices and endpoint left running; stop with: bash scripts/demo.sh --down" || true
