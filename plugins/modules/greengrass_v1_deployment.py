@@ -125,7 +125,7 @@ deployment:
       description: C(ErrorMessage) on failure.
       type: str
     error_details:
-      description: C(ErrorDetails) on failure.
+      description: C(ErrorDetails) on failure, as C(detailed_error_code) and C(detailed_error_message).
       type: list
       elements: dict
 rolled_back_to:
@@ -158,7 +158,7 @@ def _describe(deployment, status, version_id=None):
         "type": deployment.get("DeploymentType") or status.get("DeploymentType"),
         "status": status.get("DeploymentStatus"),
         "error_message": status.get("ErrorMessage"),
-        "error_details": status.get("ErrorDetails") or [],
+        "error_details": gg.snake_content(status.get("ErrorDetails") or []),
     }
 
 
