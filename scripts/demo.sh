@@ -12,12 +12,14 @@ cd "$REPO_ROOT"
 source scripts/setup.sh
 
 KEEP=false
+DOWN=false
 DEVICES=3
 while (($#)); do
   case "$1" in
     --keep) KEEP=true ;;
     --devices) DEVICES="$2"; shift ;;
-    *) echo "demo: unknown option $1 (expected --keep or --devices N)" >&2; exit 2 ;;
+    --down) DOWN=true ;;
+    *) echo "demo: unknown option $1 (expected --keep, --down or --devices N)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -32,8 +34,9 @@ teardown() {
   python -m tests.testbed.edge_devices down --bed "$BED" >/dev/null 2>&1 || true
   python -m tests.testbed.aws_endpoint stop --state-dir "$STATE" >/dev/null 2>&1 || true
 }
-# A previous run killed half-way must not break this one.
+# A previous run killed half-way (or left running with --keep) must not break this one.
 teardown
+if $DOWN; then echo "demo: devices and endpoint stopped"; exit 0; fi
 $KEEP || trap teardown EXIT
 
 step "device image (cached after the first run)"
