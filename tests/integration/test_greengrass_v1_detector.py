@@ -1,0 +1,402 @@
+"""The greengrass_v1_detector role against the local AWS endpoint (moto server with the test bed's fixes).
+
+Two inventory hosts with ``ansible_connection: local`` stand for a GPU device and a CPU device; the role's
+AWS work runs on the controller either way, so no device needs to boot. Each device first gets its
+identity from ``edgeml.greengrass.iot_device_identity`` (AWS-generated keys, since nothing here is a
+device), then the role packages the real inference code, publishes the Lambda, uploads a real small
+MXNet SSD model (``tests/inference/small_ssd.py``) packed as ``.tar.gz`` and gives each device its group.
+Results are read back with boto3; "changed" is read from the PLAY RECAP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.aws
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ROLE_DIR = REPO_ROOT / "roles" / "greengrass_v1_detector"
+SOURCES = REPO_ROOT / "files" / "inference_lambda"
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
+PLAYBOOK_TIMEOUT_S = 600
+
+FUNCTION = "itest-object-detector"
+BUCKET = "itest-detector-models"
+NVIDIA_DEVICES = ["/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"]
+HOSTS = {"gpu-device": True, "cpu-device": False}
+RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+@pytest.fixture(scope="module")
+def model_archive(tmp_path_factory) -> Path:
+    """The small real SSD, saved like SageMaker's artefact and packed as the role expects."""
+    from tests.inference.small_ssd import export_small_ssd
+
+    folder = tmp_path_factory.mktemp("model")
+    prefix = export_small_ssd(folder / "artefact")
+    archive = folder / "small_ssd.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for suffix in ("-symbol.json", "-0000.params"):
+            path = Path(str(prefix) + suffix)
+            tar.add(path, arcname=path.name)
+    return archive
+
+
+@pytest.fixture
+def sources(tmp_path) -> Path:
+    """A copy of the inference code that a test may change."""
+    copy = tmp_path / "inference_lambda"
+    shutil.copytree(SOURCES, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def write_bed(tmp_path: Path, aws_env: dict, group_vars: dict, identity: bool = True) -> tuple[Path, Path]:
+    aws = {
+        "endpoint_url": aws_env["AWS_ENDPOINT_URL"],
+        "region": aws_env["AWS_REGION"],
+        "access_key": aws_env["AWS_ACCESS_KEY_ID"],
+        "secret_key": aws_env["AWS_SECRET_ACCESS_KEY"],
+    }
+    inventory = {
+        "edge_devices": {
+            "hosts": {
+                name: {"ansible_connection": "local", "greengrass_v1_detector_gpu": gpu} for name, gpu in HOSTS.items()
+            },
+            # The controller's venv has boto3 and greengrasssdk; a discovered /usr/bin/python3 would not.
+            "vars": {"ansible_python_interpreter": sys.executable, **group_vars},
+        }
+    }
+    tasks = []
+    if identity:
+        tasks += [
+            {
+                "name": "Device identity",
+                "edgeml.greengrass.iot_device_identity": {
+                    "thing_name": "{{ inventory_hostname }}",
+                    "certificate_mode": "aws_generated",
+                    "topic_prefixes": ["blog/infer/", "itest/"],
+                },
+                "delegate_to": "localhost",
+                "register": "identity",
+                "no_log": True,
+            },
+            {
+                "name": "Identity fact, as the iot_device_credentials role leaves it",
+                "ansible.builtin.set_fact": {
+                    "iot_device_credentials": {
+                        "thing_arn": "{{ identity.thing.arn }}",
+                        "certificate_arn": "{{ identity.certificate.arn }}",
+                    }
+                },
+            },
+        ]
+    tasks.append({"name": "Detector", "ansible.builtin.include_role": {"name": str(ROLE_DIR)}})
+    playbook = [
+        {
+            "name": "Object detector into each device's Greengrass V1 group",
+            "hosts": "edge_devices",
+            "gather_facts": False,
+            "module_defaults": {"group/edgeml.greengrass.aws": aws, "group/amazon.aws.aws": aws},
+            "tasks": tasks,
+        }
+    ]
+    inventory_path = tmp_path / "inventory.yml"
+    inventory_path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    playbook_path = tmp_path / "playbook.yml"
+    playbook_path.write_text(yaml.safe_dump(playbook, sort_keys=False))
+    return inventory_path, playbook_path
+
+
+def run_playbook(env: dict, inventory: Path, playbook: Path, log: Path, extra_vars: dict | None = None):
+    command = [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook)]
+    if extra_vars:
+        command += ["-e", json.dumps(extra_vars)]
+    proc = subprocess.run(
+        command,
+        env=dict(env, ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_NOCOLOR="1"),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=PLAYBOOK_TIMEOUT_S,
+        check=False,
+    )
+    log.write_text(proc.stdout + proc.stderr)
+    return proc
+
+
+def recap(stdout: str) -> dict[str, dict[str, int]]:
+    return {
+        host: {"ok": int(ok), "changed": int(changed), "unreachable": int(unreachable), "failed": int(failed)}
+        for host, ok, changed, unreachable, failed in RECAP_RE.findall(stdout)
+    }
+
+
+def base_vars(tmp_path: Path, sources: Path, model_archive: Path) -> dict:
+    return {
+        "greengrass_v1_detector_function_name": FUNCTION,
+        "greengrass_v1_detector_source_dir": str(sources),
+        "greengrass_v1_detector_package_path": str(tmp_path / "build" / "detector.zip"),
+        "greengrass_v1_detector_model_archive": str(model_archive),
+        "greengrass_v1_detector_model_bucket": BUCKET,
+        "greengrass_v1_detector_class_labels": ["blue_box", "yellow_box"],
+        "greengrass_v1_detector_input_topic": "itest/frames",
+        "greengrass_v1_detector_output_topic": "itest/detections",
+        # moto never plays the core: nothing would report the deployment's outcome.
+        "greengrass_v1_detector_deployment_wait": False,
+    }
+
+
+class Fleet:
+    """Counts and reads of what the role made, through boto3 on the endpoint."""
+
+    def __init__(self, aws_client):
+        self.lam = aws_client("lambda")
+        self.gg = aws_client("greengrass")
+        self.s3 = aws_client("s3")
+        self.iam = aws_client("iam")
+
+    def lambda_versions(self) -> list[dict]:
+        return [
+            v for v in self.lam.list_versions_by_function(FunctionName=FUNCTION)["Versions"] if v["Version"] != "$LATEST"
+        ]
+
+    def group(self, host: str) -> dict:
+        groups = [g for g in self.gg.list_groups()["Groups"] if g["Name"] == f"{host}-group"]
+        assert len(groups) == 1, f"expected one group named {host}-group, found {groups}"
+        return groups[0]
+
+    def group_version(self, host: str) -> dict:
+        group = self.group(host)
+        return self.gg.get_group_version(GroupId=group["Id"], GroupVersionId=group["LatestVersion"])["Definition"]
+
+    def group_versions(self, host: str) -> int:
+        return len(self.gg.list_group_versions(GroupId=self.group(host)["Id"])["Versions"])
+
+    def deployments(self, host: str) -> int:
+        return len(self.gg.list_deployments(GroupId=self.group(host)["Id"])["Deployments"])
+
+    def counts(self) -> dict:
+        result = {"lambda_versions": len(self.lambda_versions())}
+        for host in HOSTS:
+            result[f"{host}.group_versions"] = self.group_versions(host)
+            result[f"{host}.deployments"] = self.deployments(host)
+        return result
+
+    def definition(self, kind: str, arn: str) -> dict:
+        definition_id = arn.split("/definition/")[1].split("/")[1]
+        version_id = arn.rsplit("/", 1)[1]
+        getter = getattr(self.gg, f"get_{kind}_definition_version")
+        key = {"resource": "ResourceDefinitionId", "function": "FunctionDefinitionId"}.get(
+            kind, "SubscriptionDefinitionId"
+        )
+        return getter(**{key: definition_id, f"{kind.capitalize()}DefinitionVersionId": version_id})["Definition"]
+
+
+def test_package_is_reproducible(tmp_path, sources, ansible_env):
+    """Two builds from the same sources (different mtimes) give the same bytes; the zip holds what it should."""
+    builds = []
+    for attempt in range(2):
+        for path in sources.rglob("*"):
+            path.touch()  # new mtimes each time: they must not reach the zip
+        dest = tmp_path / f"build{attempt}" / "detector.zip"
+        proc = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible"),
+                "localhost",
+                "-m",
+                "greengrass_v1_lambda_package",
+                "-a",
+                json.dumps(
+                    {
+                        "source_dir": str(sources),
+                        "python_packages": ["greengrasssdk"],
+                        "exclude": ["ruff.toml"],
+                        "dest": str(dest),
+                    }
+                ),
+                "-e",
+                json.dumps({"ansible_python_interpreter": sys.executable}),
+            ],
+            env=dict(ansible_env, ANSIBLE_LIBRARY=str(ROLE_DIR / "library"), ANSIBLE_NOCOLOR="1"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "CHANGED" in proc.stdout, "a new zip must be reported as changed"
+        builds.append(dest)
+
+    digests = [hashlib.sha256(path.read_bytes()).hexdigest() for path in builds]
+    assert digests[0] == digests[1], "same sources gave different zips"
+    with zipfile.ZipFile(builds[0]) as archive:
+        infos = archive.infolist()
+    names = [info.filename for info in infos]
+    assert names == sorted(names)
+    assert "greengrass_object_detector.py" in names and "object_detector.py" in names
+    assert "greengrasssdk/__init__.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n == "ruff.toml" or "mxnet" in n]
+    assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {(info.external_attr >> 16) & 0o7777 for info in infos} == {0o644}
+
+
+def test_detector_groups_idempotent_and_code_change(
+    tmp_path, sources, model_archive, clean_aws, ansible_env, aws_client
+):
+    fleet = Fleet(aws_client)
+    inventory, playbook = write_bed(tmp_path, clean_aws.environment(), base_vars(tmp_path, sources, model_archive))
+
+    first = run_playbook(ansible_env, inventory, playbook, tmp_path / "run1.log")
+    assert first.returncode == 0, f"first run failed; log {tmp_path / 'run1.log'}\n{first.stdout[-6000:]}"
+    assert set(recap(first.stdout)) >= set(HOSTS)
+
+    # The Lambda: python3.8, one published version, the alias on it, the code is this package.
+    config = fleet.lam.get_function(FunctionName=FUNCTION)["Configuration"]
+    assert config["Runtime"] == "python3.8"
+    assert config["Handler"] == "greengrass_object_detector.function_handler"
+    versions = fleet.lambda_versions()
+    assert [v["Version"] for v in versions] == ["1"]
+    alias = fleet.lam.get_alias(FunctionName=FUNCTION, Name="live")
+    assert alias["FunctionVersion"] == "1"
+    package = (tmp_path / "build" / "detector.zip").read_bytes()
+    assert versions[0]["CodeSha256"] == __import__("base64").b64encode(hashlib.sha256(package).digest()).decode()
+
+    # The model object is the archive.
+    body = fleet.s3.get_object(Bucket=BUCKET, Key="models/small_ssd.tar.gz")["Body"].read()
+    assert body == model_archive.read_bytes()
+    model_uri = f"s3://{BUCKET}/models/small_ssd.tar.gz"
+
+    for host, gpu in HOSTS.items():
+        version = fleet.group_version(host)
+        resources = fleet.definition("resource", version["ResourceDefinitionVersionArn"])["Resources"]
+        by_name = {r["Name"]: r for r in resources}
+        model = by_name.pop("ssd-model")["ResourceDataContainer"]["S3MachineLearningModelResourceData"]
+        assert model["S3Uri"] == model_uri and model["DestinationPath"] == "/ml/od/"
+        if gpu:
+            assert sorted(by_name) == sorted(Path(d).name for d in NVIDIA_DEVICES)
+            for name, resource in by_name.items():
+                device = resource["ResourceDataContainer"]["LocalDeviceResourceData"]
+                assert device["SourcePath"] == f"/dev/{name}"
+                assert device["GroupOwnerSetting"]["AutoAddGroupOwner"] is True
+        else:
+            assert by_name == {}, f"CPU device got device resources {sorted(by_name)}"
+
+        functions = fleet.definition("function", version["FunctionDefinitionVersionArn"])["Functions"]
+        assert len(functions) == 1
+        function = functions[0]
+        assert function["FunctionArn"] == alias["AliasArn"]
+        settings = function["FunctionConfiguration"]
+        assert settings["Pinned"] is True
+        assert settings["MemorySize"] == 2097152 and settings["Timeout"] == 60
+        environment = settings["Environment"]
+        assert environment["Variables"] == {
+            "MODEL_PATH": "/ml/od/deploy_model_algo_1",
+            "SCORE_THRESHOLD": "0.5",
+            "MAX_DETECTIONS": "100",
+            "DETECTOR_CONTEXT": "auto",
+            "OUTPUT_TOPIC": "itest/detections",
+            "CLASS_LABELS": "blue_box,yellow_box",
+            "DETECTOR_LAMBDA_VERSION": "1",
+        }
+        policies = {p["ResourceId"]: p["Permission"] for p in environment["ResourceAccessPolicies"]}
+        expected = {"ssd-model": "ro"}
+        if gpu:
+            expected.update({Path(d).name: "rw" for d in NVIDIA_DEVICES})
+        assert policies == expected
+
+        subscriptions = fleet.definition("subscription", version["SubscriptionDefinitionVersionArn"])["Subscriptions"]
+        routes = sorted((s["Source"], s["Subject"], s["Target"]) for s in subscriptions)
+        assert routes == sorted(
+            [("cloud", "itest/frames", alias["AliasArn"]), (alias["AliasArn"], "itest/detections", "cloud")]
+        )
+        assert fleet.deployments(host) == 1
+
+    # Second run: nothing changes, nothing new in AWS.
+    before = fleet.counts()
+    second = run_playbook(ansible_env, inventory, playbook, tmp_path / "run2.log")
+    assert second.returncode == 0, f"second run failed; log {tmp_path / 'run2.log'}\n{second.stdout[-6000:]}"
+    summary = recap(second.stdout)
+    assert {host: summary[host]["changed"] for host in HOSTS} == dict.fromkeys(HOSTS, 0), second.stdout[-6000:]
+    assert fleet.counts() == before
+    assert fleet.lam.get_alias(FunctionName=FUNCTION, Name="live")["FunctionVersion"] == "1"
+
+    # A change to the code: exactly one new Lambda version, the alias follows it, and each group gets one new
+    # version and one new deployment (a core resolves the alias only when a deployment reaches it).
+    with (sources / "greengrass_object_detector.py").open("a") as code:
+        code.write("\n# changed by the test\n")
+    third = run_playbook(ansible_env, inventory, playbook, tmp_path / "run3.log")
+    assert third.returncode == 0, f"third run failed; log {tmp_path / 'run3.log'}\n{third.stdout[-6000:]}"
+    after = fleet.counts()
+    assert after["lambda_versions"] == before["lambda_versions"] + 1
+    assert fleet.lam.get_alias(FunctionName=FUNCTION, Name="live")["FunctionVersion"] == "2"
+    for host in HOSTS:
+        assert after[f"{host}.group_versions"] == before[f"{host}.group_versions"] + 1
+        assert after[f"{host}.deployments"] == before[f"{host}.deployments"] + 1
+
+    # A change to the function's environment on the core: one new group version and deployment per device.
+    fourth = run_playbook(
+        ansible_env, inventory, playbook, tmp_path / "run4.log", {"greengrass_v1_detector_score_threshold": 0.7}
+    )
+    assert fourth.returncode == 0, f"fourth run failed; log {tmp_path / 'run4.log'}\n{fourth.stdout[-6000:]}"
+    final = fleet.counts()
+    assert final["lambda_versions"] == after["lambda_versions"]
+    for host in HOSTS:
+        assert final[f"{host}.group_versions"] == after[f"{host}.group_versions"] + 1
+        assert final[f"{host}.deployments"] == after[f"{host}.deployments"] + 1
+        functions = fleet.definition("function", fleet.group_version(host)["FunctionDefinitionVersionArn"])
+        assert functions["Functions"][0]["FunctionConfiguration"]["Environment"]["Variables"]["SCORE_THRESHOLD"] == (
+            "0.7"
+        )
+
+
+def nothing_in_aws(fleet: Fleet) -> dict:
+    return {
+        "functions": fleet.lam.list_functions()["Functions"],
+        "groups": fleet.gg.list_groups()["Groups"],
+        "buckets": fleet.s3.list_buckets()["Buckets"],
+        "roles": fleet.iam.list_roles()["Roles"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"greengrass_v1_detector_model_s3_uri": "s3://elsewhere/model.tar.gz"},
+            "Set exactly one of greengrass_v1_detector_model_archive",
+        ),
+        ({"greengrass_v1_detector_output_topic": ""}, "greengrass_v1_detector_output_topic a non-empty topic"),
+        ({"greengrass_v1_detector_input_topic": "a/#/b"}, "greengrass_v1_detector_input_topic must be a non-empty"),
+        ({"greengrass_v1_detector_function_memory_size": 1024}, "greengrass_v1_detector_function_memory_size"),
+        ({"greengrass_v1_detector_function_alias": "42"}, "greengrass_v1_detector_function_alias 1-128"),
+        ({"greengrass_v1_detector_thing_arn": "thing/gpu-device"}, "greengrass_v1_detector_thing_arn must be"),
+    ],
+    ids=["two-model-sources", "empty-output-topic", "bad-input-filter", "memory", "numeric-alias", "thing-arn"],
+)
+def test_bad_input_fails_in_preflight(
+    tmp_path, sources, model_archive, clean_aws, ansible_env, aws_client, overrides, message
+):
+    fleet = Fleet(aws_client)
+    group_vars = base_vars(tmp_path, sources, model_archive)
+    # Well-formed identity inputs without creating anything: the run must write nothing at all.
+    group_vars["greengrass_v1_detector_thing_arn"] = "arn:aws:iot:us-east-1:123456789012:thing/{{ inventory_hostname }}"
+    group_vars["greengrass_v1_detector_certificate_arn"] = "arn:aws:iot:us-east-1:123456789012:cert/" + "a" * 64
+    inventory, playbook = write_bed(tmp_path, clean_aws.environment(), group_vars, identity=False)
+    proc = run_playbook(ansible_env, inventory, playbook, tmp_path / "bad.log", overrides)
+    assert proc.returncode != 0, proc.stdout[-4000:]
+    assert message in proc.stdout, proc.stdout[-4000:]
+    summary = recap(proc.stdout)
+    assert all(summary[host]["failed"] == 1 for host in HOSTS), summary
+    assert not (tmp_path / "build" / "detector.zip").exists(), "packaging ran before preflight passed"
+    assert nothing_in_aws(fleet) == {"functions": [], "groups": [], "buckets": [], "roles": []}
