@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -193,6 +194,37 @@ def test_beds_of_killed_runs_are_cleaned_and_the_next_up_works():
             bed.down()
 
 
+def test_beds_of_a_killed_test_run_are_reaped_by_the_next_up(tmp_path):
+    """A pytest run killed mid-test leaves its bed running; the next `up` removes it."""
+    name = unique_bed("orphan")
+    ready = tmp_path / "ready"
+    owner = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from tests.testbed.edge_devices import EdgeDeviceBed; "
+         f"EdgeDeviceBed({name!r}, count=1, tied_to_process=True).up(); Path(sys.argv[1]).touch(); time.sleep(600)",
+         str(ready)],
+        cwd=REPO_ROOT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        for _ in range(600):
+            if ready.exists() or owner.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert ready.exists(), "the owner process did not boot its bed"
+        orphan = EdgeDeviceBed.load(name)
+        owner.kill()
+        owner.wait()
+        assert orphan.devices[0].leader_alive() and address_in_use(orphan.devices[0].address)
+
+        with EdgeDeviceBed(unique_bed("next"), count=1) as following:
+            assert following.run("edge-01", "true").returncode == 0
+        assert bed_traces(orphan) == NOTHING_LEFT
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        EdgeDeviceBed.load(name).down()
+
+
 def test_duplicate_bed_name_is_refused_clearly(edge_devices):
     fleet = edge_devices(count=1)
     result = run_testbed_cli("up", "--count", "1", "--bed", fleet.name)
@@ -226,3 +258,37 @@ def test_build_image_is_a_no_op_when_cached():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(image_dir())
     assert marker.stat().st_mtime_ns == before
+
+
+def test_build_image_names_what_is_missing(tmp_path):
+    # a fresh cache forces a build; without debootstrap/systemd-nspawn on PATH it must say how to get them
+    env = {**os.environ, "EDGEML_CACHE": str(tmp_path / "cache"), "PATH": str(tmp_path / "empty-bin")}
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.testbed.edge_devices", "build-image"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "missing debootstrap, systemd-nspawn" in result.stderr
+    assert "apt-get install debootstrap systemd-container" in result.stderr
+    assert not (tmp_path / "cache" / "images").exists() or not any((tmp_path / "cache" / "images").glob("debian12-*"))
+
+
+def test_build_image_reports_an_unreachable_mirror(tmp_path):
+    env = {**os.environ, "EDGEML_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.testbed.edge_devices", "build-image", "--mirror", "http://127.0.0.1:9/debian"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "the Debian mirror http://127.0.0.1:9/debian is unreachable" in result.stderr
+    assert not any((tmp_path / "cache" / "images").glob("*debian12-*"))
+
+
+def test_up_without_root_says_so(tmp_path):
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-m", "tests.testbed.edge_devices", "up", "--count", "1", "--bed", unique_bed("nonroot")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "needs root" in result.stderr

@@ -52,6 +52,7 @@ IMAGE_RECIPE_VERSION = 1
 
 STATE_ROOT = Path(os.environ.get("EDGEML_TESTBED_ROOT", "/var/tmp/edgeml-testbed"))
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn")
+INVENTORY_HEADER = "# Written by tests/testbed/edge_devices.py for bed "
 DEVICE_USER = "edge"
 FIRST_HOST_OCTET = 10
 LAST_HOST_OCTET = 254
@@ -415,6 +416,9 @@ class EdgeDeviceBed:
     root: Path = STATE_ROOT
     # Explicit device (host) names instead of <prefix>-01...; molecule names them after its platforms.
     names: list[str] | None = None
+    # True when the bed lives only as long as the process that booted it (a pytest run): if that
+    # process dies, the bed counts as stale and the next `up` or `down --stale` removes it.
+    tied_to_process: bool = False
     devices: list[Device] = field(default_factory=list)
 
     def __post_init__(self):
@@ -481,6 +485,8 @@ class EdgeDeviceBed:
             "name": self.name,
             "status": status,
             "owner_pid": os.getpid(),
+            "owner_start": proc_start_time(os.getpid()),
+            "tied_to_process": self.tied_to_process,
             "prefix": self.prefix,
             "image": str(image_dir()),
             "private_key": str(self.private_key),
@@ -496,7 +502,7 @@ class EdgeDeviceBed:
     def load(cls, name: str, root: Path = STATE_ROOT) -> EdgeDeviceBed:
         bed = cls.__new__(cls)
         bed.name, bed.root, bed.count, bed.prefix, bed.boot_timeout = name, root, 0, "edge", 180.0
-        bed.inventory_path, bed.devices, bed.names = None, [], None
+        bed.inventory_path, bed.devices, bed.names, bed.tied_to_process = None, [], None, False
         try:
             state = json.loads(bed.state_file.read_text())
         except (OSError, ValueError):
@@ -516,7 +522,7 @@ class EdgeDeviceBed:
             raise TestbedError(
                 f"the device image {image} is not built yet: run `python -m tests.testbed.edge_devices build-image`"
             )
-        reap_dead_beds(self.root)
+        reap_stale_beds(self.root)
         names = self.names or [f"{self.prefix}-{index:02d}" for index in range(1, self.count + 1)]
         leases = Leases(self.root)
         with flocked(leases.lock):
@@ -679,7 +685,7 @@ class EdgeDeviceBed:
 
     def write_inventory(self) -> Path:
         common_args = f"-o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
-        lines = ["# Written by tests/testbed/edge_devices.py for bed " + self.name, "all:", "  children:"]
+        lines = [INVENTORY_HEADER + self.name, "all:", "  children:"]
         lines += ["    edge_devices:", "      hosts:"]
         for device in self.devices:
             lines += [
@@ -715,6 +721,10 @@ class EdgeDeviceBed:
 
     def down(self, stop_timeout: float = 30.0) -> None:
         """Stop every device, unmount, remove the bed dir and release its leases. Safe to repeat."""
+        with flocked(self.root / ".locks" / f"{self.name}.lock"):  # two reapers must not race on one bed
+            self._down(stop_timeout)
+
+    def _down(self, stop_timeout: float) -> None:
         stop_devices(self.dir, self.devices, stop_timeout)
         self._remove_nspawn_runtime_state()
         for device_dir in sorted(p for p in self.dir.glob("*") if (p / "merged").exists()):
@@ -726,7 +736,7 @@ class EdgeDeviceBed:
             shutil.rmtree(self.dir)
         if self.inventory_path and self.inventory_path.exists():
             with contextlib.suppress(OSError):
-                if self.inventory_path.read_text().startswith("# Written by tests/testbed/edge_devices.py"):
+                if self.inventory_path.read_text().startswith(f"{INVENTORY_HEADER}{self.name}\n"):
                     self.inventory_path.unlink()
         leases = Leases(self.root)
         with flocked(leases.lock):
@@ -793,34 +803,36 @@ def unmount(target: Path) -> None:
 def bed_names(root: Path = STATE_ROOT) -> list[str]:
     if not root.exists():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in RESERVED_NAMES)
+    return sorted(
+        p.name for p in root.iterdir() if p.is_dir() and BED_NAME_RE.match(p.name) and p.name not in RESERVED_NAMES
+    )
 
 
-def bed_is_dead(bed: EdgeDeviceBed) -> bool:
-    """No device's nspawn runs and nobody is still setting the bed up."""
+def bed_is_stale(bed: EdgeDeviceBed) -> bool:
+    """Left by a killed run: its devices are all gone, or the process it was tied to (or that was
+    booting it) is gone. A bed another process is still booting or using is never stale."""
     try:
         state = json.loads(bed.state_file.read_text())
     except (OSError, ValueError):
         state = {}
-    if any(nspawn_pid_for(device.pid, device.merged) for device in bed.devices):
-        return False  # an orphaned container without its nspawn counts as dead: `down` kills it
+    owner, owner_start = state.get("owner_pid"), state.get("owner_start")
+    owner_alive = pid_alive(owner) and proc_start_time(owner) == owner_start
+    if state.get("status") == "booting" or state.get("tied_to_process"):
+        return not owner_alive
     if state.get("status") == "running":
-        return True
-    # booting, or no state yet: dead only when the process setting it up is gone
-    owner = state.get("owner_pid")
-    if owner:
-        return not pid_alive(owner)
-    try:
+        # an orphaned container whose nspawn was killed counts as gone: `down` kills it
+        return not any(nspawn_pid_for(device.pid, device.merged) for device in bed.devices)
+    try:  # no state yet: `up` writes it under the lease lock right after creating the dir
         return time.time() - bed.dir.stat().st_mtime > 600
     except FileNotFoundError:
         return False
 
 
-def reap_dead_beds(root: Path = STATE_ROOT) -> list[str]:
+def reap_stale_beds(root: Path = STATE_ROOT) -> list[str]:
     reaped = []
     for name in bed_names(root):
         bed = EdgeDeviceBed.load(name, root)
-        if bed_is_dead(bed):
+        if bed_is_stale(bed):
             bed.down(stop_timeout=5)
             reaped.append(name)
     # leases whose bed is gone (a bed dir removed by hand, a killed `up`)
@@ -909,13 +921,13 @@ def main(argv: list[str] | None = None) -> int:
                     raise TestbedError(f"no bed named {args.bed!r} (see `status`)")
                 EdgeDeviceBed.load(args.bed).down()
             elif args.stale:
-                for name in reap_dead_beds():
+                for name in reap_stale_beds():
                     print(f"removed stale bed {name}")
             else:
                 for name in bed_names():
                     EdgeDeviceBed.load(name).down()
                     print(f"removed bed {name}")
-                reap_dead_beds()
+                reap_stale_beds()
         elif args.command == "status":
             rows = bed_status()
             if not rows:

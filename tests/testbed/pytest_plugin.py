@@ -31,7 +31,9 @@ def edge_devices(request):
     def boot(count: int = 1, prefix: str = "edge", **kwargs) -> EdgeDeviceBed:
         build_image()  # a no-op when the image is cached
         test = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:24] or "test"
-        bed = EdgeDeviceBed(f"pytest-{os.getpid()}-{next(_counter)}-{test}", count=count, prefix=prefix, **kwargs)
+        name = f"pytest-{os.getpid()}-{next(_counter)}-{test}"
+        # tied: if this pytest is killed, the next `up` anywhere reaps the bed
+        bed = EdgeDeviceBed(name, count=count, prefix=prefix, tied_to_process=True, **kwargs)
         beds.append(bed)
         return bed.up()
 
