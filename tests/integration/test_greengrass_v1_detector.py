@@ -10,6 +10,7 @@ Results are read back with boto3; "changed" is read from the PLAY RECAP.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -167,9 +168,8 @@ class Fleet:
         self.iam = aws_client("iam")
 
     def lambda_versions(self) -> list[dict]:
-        return [
-            v for v in self.lam.list_versions_by_function(FunctionName=FUNCTION)["Versions"] if v["Version"] != "$LATEST"
-        ]
+        versions = self.lam.list_versions_by_function(FunctionName=FUNCTION)["Versions"]
+        return [v for v in versions if v["Version"] != "$LATEST"]
 
     def group(self, host: str) -> dict:
         groups = [g for g in self.gg.list_groups()["Groups"] if g["Name"] == f"{host}-group"]
@@ -270,7 +270,7 @@ def test_detector_groups_idempotent_and_code_change(
     alias = fleet.lam.get_alias(FunctionName=FUNCTION, Name="live")
     assert alias["FunctionVersion"] == "1"
     package = (tmp_path / "build" / "detector.zip").read_bytes()
-    assert versions[0]["CodeSha256"] == __import__("base64").b64encode(hashlib.sha256(package).digest()).decode()
+    assert versions[0]["CodeSha256"] == base64.b64encode(hashlib.sha256(package).digest()).decode()
 
     # The model object is the archive.
     body = fleet.s3.get_object(Bucket=BUCKET, Key="models/small_ssd.tar.gz")["Body"].read()

@@ -78,16 +78,16 @@ dest:
   type: str
 """
 
-import base64
-import hashlib
-import importlib.util
-import io
-import os
-import sys
-import tempfile
-import zipfile
+import base64  # noqa: E402
+import hashlib  # noqa: E402
+import importlib.util  # noqa: E402
+import io  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import zipfile  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 SKIPPED_DIRS = ("__pycache__",)
