@@ -442,8 +442,8 @@ class EdgeDeviceBed:
                     "digits and '-' (at most 40 each)"
                 )
             self.count = len(self.names)
-        if self.inventory_path is not None:
-            self.inventory_path = Path(self.inventory_path).absolute()
+        # default: inside the bed dir, removed with it
+        self.inventory_path = Path(self.inventory_path or self.dir / "inventory.yml").absolute()
 
     # paths
     @property
@@ -468,7 +468,7 @@ class EdgeDeviceBed:
 
     @property
     def inventory(self) -> Path:
-        return self.inventory_path or self.dir / "inventory.yml"
+        return self.inventory_path
 
     def ssh_options(self) -> list[str]:
         return [
@@ -502,13 +502,13 @@ class EdgeDeviceBed:
     def load(cls, name: str, root: Path = STATE_ROOT) -> EdgeDeviceBed:
         bed = cls.__new__(cls)
         bed.name, bed.root, bed.count, bed.prefix, bed.boot_timeout = name, root, 0, "edge", 180.0
-        bed.inventory_path, bed.devices, bed.names, bed.tied_to_process = None, [], None, False
+        bed.inventory_path, bed.devices, bed.names, bed.tied_to_process = root / name / "inventory.yml", [], None, False
         try:
             state = json.loads(bed.state_file.read_text())
         except (OSError, ValueError):
             return bed  # half-made bed: down() still cleans what exists
         bed.prefix = state.get("prefix", "edge")
-        bed.inventory_path = Path(state["inventory"]) if state.get("inventory") else None
+        bed.inventory_path = Path(state.get("inventory") or bed.dir / "inventory.yml")
         bed.devices = [Device.from_json(device) for device in state.get("devices", [])]
         bed.count = len(bed.devices)
         return bed
@@ -734,7 +734,7 @@ class EdgeDeviceBed:
             raise TestbedError(f"could not unmount {', '.join(left)}; the bed dir {self.dir} is left in place")
         if self.dir.exists():
             shutil.rmtree(self.dir)
-        if self.inventory_path and self.inventory_path.exists():
+        if self.inventory_path.exists():
             with contextlib.suppress(OSError):
                 if self.inventory_path.read_text().startswith(f"{INVENTORY_HEADER}{self.name}\n"):
                     self.inventory_path.unlink()
