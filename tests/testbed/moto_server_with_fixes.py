@@ -38,6 +38,11 @@ Test-bed control - the device side of a Greengrass V1 deployment:
     behaviour is stock moto's. ``/moto-api/reset`` forgets the controls with the
     rest of the backend. Product code never uses this URL.
 
+Emulation - Greengrass V2 (``greengrassv2``), which moto 5.2.x lacks:
+    routes under ``/greengrass/v2/`` plus two test-bed controls, mounted by
+    ``apply_greengrassv2_emulation``; what is and is not emulated is written at the
+    top of ``tests/testbed/greengrassv2_emulation.py``.
+
 Usage: python -m tests.testbed.moto_server_with_fixes --host 127.0.0.1 --port PORT
 """
 
@@ -209,6 +214,18 @@ def apply_greengrass_fixes() -> None:
     moto_api_urls.url_paths["{0}/moto-api/static/greengrass/deployment-outcome"] = set_deployment_outcome
 
 
+# --- Greengrass V2 emulation (owner: the greengrass_v2 modules' work; see greengrassv2_emulation.py) ---
+
+
+def apply_greengrassv2_emulation() -> None:
+    from tests.testbed.greengrassv2_emulation import install
+
+    install()
+
+
+# --- end of Greengrass V2 emulation ---
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -216,6 +233,7 @@ def main() -> None:
     args = parser.parse_args()
     apply_fixes()
     apply_greengrass_fixes()
+    apply_greengrassv2_emulation()
     from moto.server import main as moto_main
 
     moto_main(["--host", args.host, "--port", str(args.port)])

@@ -1,0 +1,707 @@
+"""A minimal AWS IoT Greengrass V2 (``greengrassv2``) control plane inside the test bed's moto server.
+
+Test equipment, not product code: moto 5.2.x has no ``greengrassv2``. ``install()`` (called by
+``tests/testbed/moto_server_with_fixes.py`` before the server starts) adds the REST routes botocore
+uses for Greengrass V2 (``botocore/data/greengrassv2/2020-11-30/service-2.json``) to moto's
+``greengrass`` app. V1 and V2 share the signing name ``greengrass``, so moto hands both to the same
+Flask app; every V2 path starts with ``/greengrass/v2/`` and no V1 route does, so they cannot
+collide. Product code reaches this only through ``AWS_ENDPOINT_URL`` / ``endpoint_url``.
+
+Emulated (shapes and HTTP methods/URIs as in the service model; errors as ``restJson1`` with
+``x-amzn-ErrorType``):
+  CreateComponentVersion (``inlineRecipe`` JSON or YAML; name and version read from the recipe;
+    ``ConflictException`` for an existing name+version; artifacts ``s3://`` found in the
+    emulated S3 get a ``Digest``/``Algorithm`` in the stored recipe, a missing one makes the
+    version ``FAILED`` with ``errors`` naming the URI), DescribeComponent, GetComponent
+    (``recipeOutputFormat`` JSON/YAML), ListComponents (scope PRIVATE), ListComponentVersions
+    (newest first), DeleteComponent;
+  CreateDeployment (target = an existing IoT thing group or thing; every component version must
+    exist and be DEPLOYABLE unless its name starts with ``aws.greengrass.``; a new deployment
+    makes the target's previous one INACTIVE), GetDeployment, ListDeployments (targetArn,
+    historyFilter), CancelDeployment (only ACTIVE ones), DeleteDeployment (ACTIVE ones need a
+    cancel first: ``ConflictException``);
+  ListCoreDevices (thingGroupArn and status filters through the emulated IoT's group
+    membership), GetCoreDevice, ListEffectiveDeployments (``ListEffectiveDeploymentsForCoreDevice``).
+  ``maxResults``/``nextToken`` paging on every list.
+
+NOT emulated: public (AWS-published) components and their catalog, ``lambdaFunction`` recipe
+sources, component platform resolution and dependency resolution, ``ServiceQuotaExceeded``,
+``clientToken`` idempotency, IoT jobs (the ``iotJobId``/``iotJobArn`` returned name no real job:
+rollout, abort and timeout settings are stored and returned, never executed), deployments to
+thing targets of devices that join a group later, client devices, tags APIs
+(``TagResource``/``ListTagsForResource``; tags given at creation are stored and returned),
+multiple accounts (everything lives in moto's default account), IAM authorization.
+
+Test-bed controls (nothing plays the Greengrass nucleus on the devices):
+
+    POST /moto-api/static/greengrassv2/core-device
+    {"thing_name": "...", "status": "HEALTHY"|"UNHEALTHY",          # default HEALTHY
+     "core_version": "2.12.0", "platform": "linux", "architecture": "amd64", "region": "us-east-1"}
+
+  registers (or updates) a core device as the nucleus does on its first connection; the IoT
+  thing must exist (400 otherwise).
+
+    POST /moto-api/static/greengrassv2/deployment-report
+    {"thing_name": "...", "status": "SUCCEEDED"|"FAILED"|"IN_PROGRESS"|"QUEUED"|"TIMED_OUT"|
+     "REJECTED"|"COMPLETED"|"CANCELED", "deployment_id": "...",     # optional: else every deployment
+     "reason": "...", "error_stack": ["..."], "error_types": ["..."],
+     "core_device_status": "HEALTHY"|"UNHEALTHY", "region": "us-east-1"}
+
+  is what that device reports. An effective deployment that is not final yet (QUEUED or
+  IN_PROGRESS) takes the report for its deployment id, else the device's standing report, and a
+  final status then stays put, as on a real device. Deployments of a device's thing group that
+  were superseded or canceled before the device finished read as CANCELED. Without a report a
+  device's effective deployments stay QUEUED. ``/moto-api/reset`` forgets everything here with the
+  rest of moto's state. Product code never uses these URLs.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import re
+import threading
+import uuid
+
+import yaml
+
+_STATE_ATTR = "_testbed_greengrassv2"
+_LOCK = threading.RLock()
+_DEFAULT_REGION = "us-east-1"
+
+FINAL_EXECUTION_STATUSES = ("SUCCEEDED", "FAILED", "COMPLETED", "TIMED_OUT", "CANCELED", "REJECTED")
+EXECUTION_STATUSES = FINAL_EXECUTION_STATUSES + ("IN_PROGRESS", "QUEUED")
+_VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_STATUS_BY_CODE = {"ValidationException": 400, "ResourceNotFoundException": 404, "ConflictException": 409}
+
+
+class ServiceError(Exception):
+    def __init__(self, code: str, message: str, resource_id: str = "", resource_type: str = ""):
+        super().__init__(message)
+        self.code = code
+        self.body = {"message": message}
+        if code in ("ResourceNotFoundException", "ConflictException"):
+            self.body.update(resourceId=resource_id, resourceType=resource_type)
+
+    def response(self):
+        headers = {"x-amzn-ErrorType": self.code, "Content-Type": "application/json"}
+        return _STATUS_BY_CODE[self.code], headers, json.dumps(dict(self.body, __type=self.code))
+
+
+def _now() -> float:
+    return datetime.datetime.now(datetime.UTC).timestamp()
+
+
+def _version_key(version: str):
+    match = _VERSION_RE.match(version)
+    if not match:
+        return (0, 0, 0, 0, version)
+    major, minor, patch, pre = match.groups()
+    # A pre-release sorts before its release (semantic versioning).
+    return (int(major), int(minor), int(patch), 0 if pre else 1, pre or "")
+
+
+class _State:
+    def __init__(self):
+        self.components: dict[str, dict[str, dict]] = {}  # name -> version -> record
+        self.deployments: dict[str, dict] = {}
+        self.revisions: dict[str, int] = {}  # targetArn -> last revision
+        self.core_devices: dict[str, dict] = {}
+        self.reports: dict[tuple[str, str | None], dict] = {}  # (thing, deployment id or None)
+        self.effective: dict[tuple[str, str], dict] = {}  # (thing, deployment id) -> execution
+
+
+def _region(request) -> str:
+    auth = request.headers.get("Authorization", "")
+    match = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", auth)
+    return match.group(1) if match else _DEFAULT_REGION
+
+
+def _state(region: str) -> _State:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.greengrass.models import greengrass_backends
+
+    # Kept on moto's greengrass backend so that /moto-api/reset drops it with everything else.
+    backend = greengrass_backends[DEFAULT_ACCOUNT_ID][region]
+    if not hasattr(backend, _STATE_ATTR):
+        setattr(backend, _STATE_ATTR, _State())
+    return getattr(backend, _STATE_ATTR)
+
+
+def _iot(region: str):
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.iot.models import iot_backends
+
+    return iot_backends[DEFAULT_ACCOUNT_ID][region]
+
+
+def _component_arn(region: str, name: str) -> str:
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    return "arn:aws:greengrass:%s:%s:components:%s" % (region, DEFAULT_ACCOUNT_ID, name)
+
+
+def _split_component_arn(arn: str) -> tuple[str, str | None]:
+    match = re.match(r"^arn:[^:]*:greengrass:[^:]*:(?:aws|\d+):components:([^:]+)(?::versions:([^:]+))?$", arn)
+    if not match:
+        raise ServiceError("ValidationException", "Invalid component ARN: %s" % arn)
+    return match.group(1), match.group(2)
+
+
+def _page(items: list, request, key: str) -> dict:
+    try:
+        start = int(request.args.get("nextToken") or 0)
+        size = int(request.args.get("maxResults") or 50)
+    except ValueError as exc:
+        raise ServiceError("ValidationException", "Invalid nextToken or maxResults") from exc
+    body = {key: items[start : start + size]}
+    if start + size < len(items):
+        body["nextToken"] = str(start + size)
+    return body
+
+
+# ---------------------------------------------------------------------------------------------
+# Components
+
+
+def _parse_recipe(raw: bytes) -> dict:
+    text = raw.decode("utf-8")
+    try:
+        recipe = json.loads(text)
+    except ValueError:
+        try:
+            recipe = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ServiceError("ValidationException", "The recipe is neither valid JSON nor YAML: %s" % exc) from exc
+    if not isinstance(recipe, dict):
+        raise ServiceError("ValidationException", "The recipe must be a JSON or YAML object")
+    for field in ("RecipeFormatVersion", "ComponentName", "ComponentVersion"):
+        if not recipe.get(field):
+            raise ServiceError("ValidationException", "The recipe has no %s" % field)
+    if not _NAME_RE.match(str(recipe["ComponentName"])):
+        raise ServiceError("ValidationException", "Invalid ComponentName %r" % recipe["ComponentName"])
+    if not _VERSION_RE.match(str(recipe["ComponentVersion"])):
+        raise ServiceError(
+            "ValidationException",
+            "ComponentVersion %r is not a semantic version major.minor.patch" % recipe["ComponentVersion"],
+        )
+    return recipe
+
+
+def _s3_object(uri: str) -> bytes | None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    try:
+        obj = s3_backends[DEFAULT_ACCOUNT_ID]["global"].get_object(bucket, key)
+    except Exception:  # noqa: BLE001 - moto raises its own missing-bucket/key errors
+        return None
+    return obj.value if obj is not None else None
+
+
+def _resolve_artifacts(recipe: dict) -> dict:
+    """Add the Digest AWS computes for each S3 artifact; {uri: error} for those it cannot read."""
+    errors = {}
+    for manifest in recipe.get("Manifests") or []:
+        for artifact in (manifest or {}).get("Artifacts") or []:
+            uri = (artifact or {}).get("URI") or (artifact or {}).get("Uri") or ""
+            if not uri.startswith("s3://"):
+                continue
+            content = _s3_object(uri)
+            if content is None:
+                errors[uri] = "The artifact could not be found in S3 (bucket or key missing)"
+                continue
+            artifact["Digest"] = base64.b64encode(hashlib.sha256(content).digest()).decode("ascii")
+            artifact["Algorithm"] = "SHA-256"
+    return errors
+
+
+def create_component_version(request, state: _State, region: str):
+    body = json.loads(request.get_data() or b"{}")
+    if "lambdaFunction" in body:
+        raise ServiceError("ValidationException", "lambdaFunction recipe sources are not emulated by the test bed")
+    if not body.get("inlineRecipe"):
+        raise ServiceError("ValidationException", "inlineRecipe is required")
+    recipe = _parse_recipe(base64.b64decode(body["inlineRecipe"]))
+    name, version = str(recipe["ComponentName"]), str(recipe["ComponentVersion"])
+    arn = "%s:versions:%s" % (_component_arn(region, name), version)
+    if version in state.components.get(name, {}):
+        raise ServiceError(
+            "ConflictException",
+            "Component %s version %s already exists" % (name, version),
+            resource_id=arn,
+            resource_type="component",
+        )
+    errors = _resolve_artifacts(recipe)
+    status = {"componentState": "DEPLOYABLE", "message": "NONE", "errors": {}}
+    if errors:
+        status = {"componentState": "FAILED", "message": "The artifacts could not be processed", "errors": errors}
+    platforms = []
+    for manifest in recipe.get("Manifests") or []:
+        platform = (manifest or {}).get("Platform") or {}
+        platforms.append({"name": platform.get("os", "all"), "attributes": {k: str(v) for k, v in platform.items()}})
+    record = {
+        "arn": arn,
+        "componentName": name,
+        "componentVersion": version,
+        "creationTimestamp": _now(),
+        "publisher": str(recipe.get("ComponentPublisher") or ""),
+        "description": str(recipe.get("ComponentDescription") or ""),
+        "status": status,
+        "platforms": platforms,
+        "tags": dict(body.get("tags") or {}),
+        "recipe": recipe,
+    }
+    state.components.setdefault(name, {})[version] = record
+    out = {k: record[k] for k in ("arn", "componentName", "componentVersion", "creationTimestamp", "status")}
+    return 201, out
+
+
+def _component_version(state: _State, arn: str) -> dict:
+    name, version = _split_component_arn(arn)
+    record = state.components.get(name, {}).get(version or "")
+    if record is None:
+        raise ServiceError("ResourceNotFoundException", "Component version %s not found" % arn, arn, "component")
+    return record
+
+
+def describe_component(request, state: _State, arn: str):
+    record = _component_version(state, arn)
+    keys = ("arn", "componentName", "componentVersion", "creationTimestamp", "publisher", "description")
+    out = {k: record[k] for k in keys}
+    out.update(status=record["status"], platforms=record["platforms"], tags=record["tags"])
+    return 200, out
+
+
+def get_component(request, state: _State, arn: str):
+    record = _component_version(state, arn)
+    fmt = request.args.get("recipeOutputFormat") or "JSON"
+    if fmt not in ("JSON", "YAML"):
+        raise ServiceError("ValidationException", "recipeOutputFormat must be JSON or YAML")
+    text = json.dumps(record["recipe"]) if fmt == "JSON" else yaml.safe_dump(record["recipe"], sort_keys=False)
+    recipe = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    return 200, {"recipeOutputFormat": fmt, "recipe": recipe, "tags": record["tags"]}
+
+
+def _sorted_versions(versions: dict) -> list[dict]:
+    return sorted(versions.values(), key=lambda r: _version_key(r["componentVersion"]), reverse=True)
+
+
+def list_components(request, state: _State, region: str):
+    if request.args.get("scope") == "PUBLIC":
+        return 200, {"components": []}  # the public catalog is not emulated
+    items = []
+    for name in sorted(state.components):
+        versions = _sorted_versions(state.components[name])
+        if not versions:
+            continue
+        latest = versions[0]
+        items.append(
+            {
+                "arn": _component_arn(region, name),
+                "componentName": name,
+                "latestVersion": {
+                    "arn": latest["arn"],
+                    "componentVersion": latest["componentVersion"],
+                    "creationTimestamp": latest["creationTimestamp"],
+                    "description": latest["description"] or None,
+                    "publisher": latest["publisher"] or None,
+                    "platforms": latest["platforms"],
+                },
+            }
+        )
+    for item in items:
+        item["latestVersion"] = {k: v for k, v in item["latestVersion"].items() if v is not None}
+    return 200, _page(items, request, "components")
+
+
+def list_component_versions(request, state: _State, arn: str):
+    name, version = _split_component_arn(arn)
+    if version is not None or not state.components.get(name):
+        raise ServiceError("ResourceNotFoundException", "Component %s not found" % arn, arn, "component")
+    items = [
+        {"componentName": r["componentName"], "componentVersion": r["componentVersion"], "arn": r["arn"]}
+        for r in _sorted_versions(state.components[name])
+    ]
+    return 200, _page(items, request, "componentVersions")
+
+
+def delete_component(request, state: _State, arn: str):
+    record = _component_version(state, arn)
+    versions = state.components[record["componentName"]]
+    del versions[record["componentVersion"]]
+    if not versions:
+        del state.components[record["componentName"]]
+    return 204, None
+
+
+# ---------------------------------------------------------------------------------------------
+# Deployments and core devices
+
+
+def _target_exists(region: str, target_arn: str) -> bool:
+    iot = _iot(region)
+    return target_arn in iot.thing_groups or target_arn in iot.things
+
+
+def _check_components(state: _State, components: dict) -> None:
+    for name, spec in (components or {}).items():
+        version = (spec or {}).get("componentVersion")
+        if name.startswith("aws.greengrass."):
+            continue  # public components: their catalog is not emulated
+        record = state.components.get(name, {}).get(version or "")
+        if record is None:
+            raise ServiceError(
+                "ResourceNotFoundException",
+                "Component %s version %s does not exist" % (name, version),
+                "%s:%s" % (name, version),
+                "component",
+            )
+        if record["status"]["componentState"] != "DEPLOYABLE":
+            raise ServiceError(
+                "ValidationException",
+                "Component %s version %s is %s, not DEPLOYABLE" % (name, version, record["status"]["componentState"]),
+            )
+        merge = ((spec or {}).get("configurationUpdate") or {}).get("merge")
+        if merge is not None:
+            try:
+                json.loads(merge)
+            except ValueError as exc:
+                raise ServiceError(
+                    "ValidationException", "configurationUpdate.merge of %s is not valid JSON" % name
+                ) from exc
+
+
+def create_deployment(request, state: _State, region: str):
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    body = json.loads(request.get_data() or b"{}")
+    target = body.get("targetArn") or ""
+    if not re.match(r"^arn:[^:]*:iot:[^:]*:[0-9]+:(thing|thinggroup)/.+$", target):
+        raise ServiceError("ValidationException", "targetArn must be an IoT thing or thing group ARN")
+    if not _target_exists(region, target):
+        raise ServiceError("ResourceNotFoundException", "Target %s does not exist" % target, target, "target")
+    _check_components(state, body.get("components"))
+    now = _now()
+    for other in state.deployments.values():
+        if other["targetArn"] == target and other["isLatestForTarget"]:
+            other["isLatestForTarget"] = False
+            if other["deploymentStatus"] == "ACTIVE":
+                other["deploymentStatus"] = "INACTIVE"
+    state.revisions[target] = state.revisions.get(target, 0) + 1
+    deployment_id = str(uuid.uuid4())
+    job_id = str(uuid.uuid4())
+    record = {
+        "targetArn": target,
+        "revisionId": str(state.revisions[target]),
+        "deploymentId": deployment_id,
+        "deploymentName": body.get("deploymentName") or "Deployment for %s" % target.rsplit("/", 1)[-1],
+        "deploymentStatus": "ACTIVE",
+        "iotJobId": job_id,
+        "iotJobArn": "arn:aws:iot:%s:%s:job/%s" % (region, DEFAULT_ACCOUNT_ID, job_id),
+        "components": body.get("components") or {},
+        "deploymentPolicies": body.get("deploymentPolicies") or {},
+        "iotJobConfiguration": body.get("iotJobConfiguration") or {},
+        "creationTimestamp": now,
+        "isLatestForTarget": True,
+        "tags": body.get("tags") or {},
+    }
+    if body.get("parentTargetArn"):
+        record["parentTargetArn"] = body["parentTargetArn"]
+    state.deployments[deployment_id] = record
+    return 201, {"deploymentId": deployment_id, "iotJobId": job_id, "iotJobArn": record["iotJobArn"]}
+
+
+def _deployment(state: _State, deployment_id: str) -> dict:
+    record = state.deployments.get(deployment_id)
+    if record is None:
+        raise ServiceError(
+            "ResourceNotFoundException", "Deployment %s not found" % deployment_id, deployment_id, "deployment"
+        )
+    return record
+
+
+def get_deployment(request, state: _State, deployment_id: str):
+    return 200, dict(_deployment(state, deployment_id))
+
+
+def list_deployments(request, state: _State, region: str):
+    target = request.args.get("targetArn")
+    parent = request.args.get("parentTargetArn")
+    history = request.args.get("historyFilter") or "LATEST_ONLY"
+    if history not in ("ALL", "LATEST_ONLY"):
+        raise ServiceError("ValidationException", "historyFilter must be ALL or LATEST_ONLY")
+    items = []
+    for record in sorted(state.deployments.values(), key=lambda r: r["creationTimestamp"], reverse=True):
+        if target and record["targetArn"] != target:
+            continue
+        if parent and record.get("parentTargetArn") != parent:
+            continue
+        if history == "LATEST_ONLY" and not record["isLatestForTarget"]:
+            continue
+        keys = ("targetArn", "revisionId", "deploymentId", "deploymentName", "creationTimestamp")
+        item = {k: record[k] for k in keys}
+        item.update(deploymentStatus=record["deploymentStatus"], isLatestForTarget=record["isLatestForTarget"])
+        if record.get("parentTargetArn"):
+            item["parentTargetArn"] = record["parentTargetArn"]
+        items.append(item)
+    return 200, _page(items, request, "deployments")
+
+
+def cancel_deployment(request, state: _State, deployment_id: str):
+    record = _deployment(state, deployment_id)
+    if record["deploymentStatus"] != "ACTIVE":
+        raise ServiceError(
+            "ConflictException",
+            "Deployment %s is %s; only an ACTIVE deployment can be canceled"
+            % (deployment_id, record["deploymentStatus"]),
+            deployment_id,
+            "deployment",
+        )
+    record["deploymentStatus"] = "CANCELED"
+    return 200, {"message": "Deployment %s canceled" % deployment_id}
+
+
+def delete_deployment(request, state: _State, deployment_id: str):
+    record = _deployment(state, deployment_id)
+    if record["deploymentStatus"] == "ACTIVE":
+        raise ServiceError(
+            "ConflictException",
+            "Deployment %s is ACTIVE; cancel it before deleting it" % deployment_id,
+            deployment_id,
+            "deployment",
+        )
+    del state.deployments[deployment_id]
+    return 204, None
+
+
+def _device_group_arns(region: str, thing_name: str) -> set[str]:
+    iot = _iot(region)
+    arns = set()
+    for group_arn, group in iot.thing_groups.items():
+        if any(thing.thing_name == thing_name for thing in group.things.values()):
+            arns.add(group_arn)
+    return arns
+
+
+def _core_device(state: _State, thing_name: str) -> dict:
+    record = state.core_devices.get(thing_name)
+    if record is None:
+        raise ServiceError(
+            "ResourceNotFoundException", "Core device %s not found" % thing_name, thing_name, "coreDevice"
+        )
+    return record
+
+
+def list_core_devices(request, state: _State, region: str):
+    group_arn = request.args.get("thingGroupArn")
+    status = request.args.get("status")
+    items = []
+    for name in sorted(state.core_devices):
+        record = state.core_devices[name]
+        if group_arn and group_arn not in _device_group_arns(region, name):
+            continue
+        if status and record["status"] != status:
+            continue
+        keys = ("coreDeviceThingName", "status", "lastStatusUpdateTimestamp", "platform", "architecture", "runtime")
+        items.append({k: record[k] for k in keys})
+    return 200, _page(items, request, "coreDevices")
+
+
+def get_core_device(request, state: _State, thing_name: str):
+    return 200, dict(_core_device(state, thing_name))
+
+
+def _effective_execution(state: _State, thing_name: str, deployment: dict) -> dict:
+    key = (thing_name, deployment["deploymentId"])
+    execution = state.effective.get(key)
+    if execution is None:
+        execution = {"coreDeviceExecutionStatus": "QUEUED", "modifiedTimestamp": deployment["creationTimestamp"]}
+        state.effective[key] = execution
+    if execution["coreDeviceExecutionStatus"] in FINAL_EXECUTION_STATUSES:
+        return execution
+    if deployment["deploymentStatus"] in ("CANCELED", "INACTIVE"):
+        execution.update(
+            coreDeviceExecutionStatus="CANCELED",
+            modifiedTimestamp=_now(),
+            reason="The deployment was %s before the device finished it" % deployment["deploymentStatus"].lower(),
+        )
+        return execution
+    report = state.reports.get((thing_name, deployment["deploymentId"])) or state.reports.get((thing_name, None))
+    if report and report["status"] != execution["coreDeviceExecutionStatus"]:
+        execution.update(coreDeviceExecutionStatus=report["status"], modifiedTimestamp=_now())
+        if report.get("reason"):
+            execution["reason"] = report["reason"]
+        details = {k: report[k] for k in ("errorStack", "errorTypes") if report.get(k)}
+        if details:
+            execution["statusDetails"] = details
+        if deployment["targetArn"].endswith(":thing/" + thing_name) and report["status"] in FINAL_EXECUTION_STATUSES:
+            # A deployment to one thing ends with that thing's outcome; a thing group's stays ACTIVE.
+            deployment["deploymentStatus"] = "COMPLETED" if report["status"] in ("SUCCEEDED", "COMPLETED") else "FAILED"
+    return execution
+
+
+def list_effective_deployments(request, state: _State, region: str, thing_name: str):
+    _core_device(state, thing_name)
+    targets = _device_group_arns(region, thing_name)
+    items = []
+    for deployment in sorted(state.deployments.values(), key=lambda r: r["creationTimestamp"], reverse=True):
+        target = deployment["targetArn"]
+        if target not in targets and not target.endswith(":thing/" + thing_name):
+            continue
+        execution = _effective_execution(state, thing_name, deployment)
+        item = {
+            "deploymentId": deployment["deploymentId"],
+            "deploymentName": deployment["deploymentName"],
+            "iotJobId": deployment["iotJobId"],
+            "iotJobArn": deployment["iotJobArn"],
+            "targetArn": target,
+            "creationTimestamp": deployment["creationTimestamp"],
+        }
+        item.update(execution)
+        items.append(item)
+    return 200, _page(items, request, "effectiveDeployments")
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing
+
+_ARN = r"(?P<arn>[^/]+)"
+_ROUTES = [
+    ("POST", r"^/greengrass/v2/createComponentVersion$", create_component_version, "region"),
+    ("GET", r"^/greengrass/v2/components$", list_components, "region"),
+    ("GET", r"^/greengrass/v2/components/" + _ARN + r"/metadata$", describe_component, "arn"),
+    ("GET", r"^/greengrass/v2/components/" + _ARN + r"/versions$", list_component_versions, "arn"),
+    ("GET", r"^/greengrass/v2/components/" + _ARN + r"$", get_component, "arn"),
+    ("DELETE", r"^/greengrass/v2/components/" + _ARN + r"$", delete_component, "arn"),
+    ("POST", r"^/greengrass/v2/deployments$", create_deployment, "region"),
+    ("GET", r"^/greengrass/v2/deployments$", list_deployments, "region"),
+    ("GET", r"^/greengrass/v2/deployments/(?P<id>[^/]+)$", get_deployment, "id"),
+    ("DELETE", r"^/greengrass/v2/deployments/(?P<id>[^/]+)$", delete_deployment, "id"),
+    ("POST", r"^/greengrass/v2/deployments/(?P<id>[^/]+)/cancel$", cancel_deployment, "id"),
+    ("GET", r"^/greengrass/v2/coreDevices$", list_core_devices, "region"),
+    ("GET", r"^/greengrass/v2/coreDevices/(?P<thing>[^/]+)$", get_core_device, "thing"),
+    ("GET", r"^/greengrass/v2/coreDevices/(?P<thing>[^/]+)/effectiveDeployments$", list_effective_deployments, "both"),
+]
+# The same paths in moto's url-map syntax ("{0}" is the host part moto fills in).
+FLASK_PATHS = [
+    "{0}/greengrass/v2/createComponentVersion$",
+    "{0}/greengrass/v2/components$",
+    "{0}/greengrass/v2/components/(?P<arn>[^/]+)$",
+    "{0}/greengrass/v2/components/(?P<arn>[^/]+)/metadata$",
+    "{0}/greengrass/v2/components/(?P<arn>[^/]+)/versions$",
+    "{0}/greengrass/v2/deployments$",
+    "{0}/greengrass/v2/deployments/(?P<deployment_id>[^/]+)$",
+    "{0}/greengrass/v2/deployments/(?P<deployment_id>[^/]+)/cancel$",
+    "{0}/greengrass/v2/coreDevices$",
+    "{0}/greengrass/v2/coreDevices/(?P<thing_name>[^/]+)$",
+    "{0}/greengrass/v2/coreDevices/(?P<thing_name>[^/]+)/effectiveDeployments$",
+]
+
+
+def _json_response(status: int, body):
+    if body is None:
+        return status, {}, ""
+    return status, {"Content-Type": "application/json"}, json.dumps(body)
+
+
+def handle(request, full_url, headers):
+    """Entry point for every /greengrass/v2/ route: match the method and path, run the operation."""
+    region = _region(request)
+    path = request.path
+    for method, pattern, operation, kind in _ROUTES:
+        match = re.match(pattern, path)
+        if not match or request.method != method:
+            continue
+        try:
+            with _LOCK:
+                state = _state(region)
+                if kind == "region":
+                    return _json_response(*operation(request, state, region))
+                if kind == "both":
+                    return _json_response(*operation(request, state, region, match.group("thing")))
+                return _json_response(*operation(request, state, match.group(1)))
+        except ServiceError as error:
+            return error.response()
+        except ValueError as error:
+            return ServiceError("ValidationException", "Malformed request: %s" % error).response()
+    return ServiceError("ValidationException", "No Greengrass V2 operation %s %s" % (request.method, path)).response()
+
+
+# ---------------------------------------------------------------------------------------------
+# Test-bed controls
+
+
+def _control_body(request) -> dict:
+    try:
+        body = json.loads(request.get_data(as_text=True) or "{}")
+    except ValueError as exc:
+        raise ServiceError("ValidationException", "the body is not JSON") from exc
+    if not isinstance(body, dict) or not body.get("thing_name"):
+        raise ServiceError("ValidationException", "thing_name is required")
+    return body
+
+
+def control_core_device(request, full_url, headers):
+    try:
+        body = _control_body(request)
+        region = body.get("region") or _DEFAULT_REGION
+        status = body.get("status", "HEALTHY")
+        if status not in ("HEALTHY", "UNHEALTHY"):
+            raise ServiceError("ValidationException", "status must be HEALTHY or UNHEALTHY")
+        with _LOCK:
+            if not any(t.thing_name == body["thing_name"] for t in _iot(region).things.values()):
+                raise ServiceError("ValidationException", "IoT thing %s does not exist" % body["thing_name"])
+            state = _state(region)
+            record = state.core_devices.get(body["thing_name"]) or {"tags": {}}
+            record.update(
+                coreDeviceThingName=body["thing_name"],
+                coreVersion=body.get("core_version") or record.get("coreVersion") or "2.12.0",
+                platform=body.get("platform") or record.get("platform") or "linux",
+                architecture=body.get("architecture") or record.get("architecture") or "amd64",
+                runtime="aws_nucleus_classic",
+                status=status,
+                lastStatusUpdateTimestamp=_now(),
+            )
+            state.core_devices[body["thing_name"]] = record
+    except ServiceError as error:
+        return error.response()
+    return 201, {}, ""
+
+
+def control_deployment_report(request, full_url, headers):
+    try:
+        body = _control_body(request)
+        region = body.get("region") or _DEFAULT_REGION
+        if body.get("status") not in EXECUTION_STATUSES:
+            raise ServiceError("ValidationException", "status must be one of %s" % ", ".join(EXECUTION_STATUSES))
+        with _LOCK:
+            state = _state(region)
+            device = _core_device(state, body["thing_name"])
+            report = {
+                "status": body["status"],
+                "reason": body.get("reason"),
+                "errorStack": list(body.get("error_stack") or []),
+                "errorTypes": list(body.get("error_types") or []),
+            }
+            state.reports[(body["thing_name"], body.get("deployment_id"))] = report
+            if body.get("core_device_status") in ("HEALTHY", "UNHEALTHY"):
+                device.update(status=body["core_device_status"], lastStatusUpdateTimestamp=_now())
+    except ServiceError as error:
+        return error.response()
+    return 201, {}, ""
+
+
+def install() -> None:
+    """Mount the V2 routes on moto's greengrass app and the controls on moto's API (before it starts)."""
+    from moto.greengrass import urls as gg_urls
+    from moto.moto_api._internal import urls as moto_api_urls
+
+    for path in FLASK_PATHS:
+        gg_urls.url_paths[path] = handle
+    moto_api_urls.url_paths["{0}/moto-api/static/greengrassv2/core-device"] = control_core_device
+    moto_api_urls.url_paths["{0}/moto-api/static/greengrassv2/deployment-report"] = control_deployment_report
