@@ -65,6 +65,8 @@ INSTALL_HINT = "apt-get install debootstrap systemd-container (or run `source sc
 class TestbedError(RuntimeError):
     """A clear, user-facing failure of the test bed."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -104,7 +106,10 @@ def run_checked(argv: list[str], what: str, **kwargs) -> subprocess.CompletedPro
 
 
 def write_file(path: Path, content: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> None:
+    """Write into a device's root from the host: never through a symlink, which would point at the host's file."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink():
+        path.unlink()
     path.write_text(content)
     os.chown(path, uid, gid)
     os.chmod(path, mode)
