@@ -691,7 +691,9 @@ class GroupRun:
 
     def _role(self, group):
         wanted = self.params.get("role_arn")
-        self._current_role = gg.get_associated_role_arn(self.client, group["Id"]) if group.get("Id") else None
+        # A group made by this run (or only predicted in check mode) has no role yet.
+        known_new = self.created_group_id is not None or not group.get("Id")
+        self._current_role = None if known_new else gg.get_associated_role_arn(self.client, group["Id"])
         if wanted is None or wanted == self._current_role:
             return self._current_role, False
         if not self.module.check_mode:
