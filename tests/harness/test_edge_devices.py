@@ -30,10 +30,12 @@ VENV_BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.devices
 
 
-def run_testbed_cli(*args: str) -> subprocess.CompletedProcess:
+def run_testbed_cli(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "EDGEML_TESTBED_ROOT": str(root)} if root else None
     return subprocess.run(
         [sys.executable, "-m", "tests.testbed.edge_devices", *args],
         cwd=REPO_ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -56,7 +58,7 @@ def bed_traces(bed: EdgeDeviceBed) -> dict:
         "mounts": mounts_under(bed.dir),
         "nspawn": [d.pid for d in bed.devices if pid_alive(d.pid)],
         "containers": [d.leader for d in bed.devices if d.leader_alive()],
-        "leases": sorted(a for a, lease in Leases().held().items() if lease.get("bed") == bed.name),
+        "leases": sorted(a for a, lease in Leases().held().items() if Leases.bed_dir(lease) == bed.dir),
         "sshd": [d.address for d in bed.devices if address_in_use(d.address)],
     }
 
@@ -192,6 +194,26 @@ def test_beds_of_killed_runs_are_cleaned_and_the_next_up_works():
     finally:
         for bed in (killed_by_name, killed_stale, alive):
             bed.down()
+
+
+def test_down_all_cleans_every_bed_of_its_root_killed_or_not(tmp_path, edge_devices):
+    # A root of our own: `down --all` in the shared root would stop other people's beds.
+    root = tmp_path / "beds"
+    outside = edge_devices(count=1)  # in the shared root: must survive
+    killed = EdgeDeviceBed("killed", count=1, root=root).up()
+    healthy = EdgeDeviceBed("healthy", count=1, root=root).up()
+    try:
+        os.kill(killed.devices[0].pid, signal.SIGKILL)
+        result = run_testbed_cli("down", "--all", root=root)
+        assert result.returncode == 0, result.stderr
+        assert "removed bed killed" in result.stdout and "removed bed healthy" in result.stdout
+        assert bed_traces(killed) == NOTHING_LEFT
+        assert bed_traces(healthy) == NOTHING_LEFT
+        assert run_testbed_cli("status", root=root).stdout.strip() == "no beds"
+        assert outside.run("edge-01", "true").returncode == 0
+    finally:
+        killed.down()
+        healthy.down()
 
 
 def test_beds_of_a_killed_test_run_are_reaped_by_the_next_up(tmp_path):

@@ -50,7 +50,11 @@ BASE_PACKAGES = ("openssh-server", "python3", "sudo", "systemd-sysv", "dbus")
 # Bump when the post-debootstrap steps below change, so cached images are rebuilt.
 IMAGE_RECIPE_VERSION = 1
 
-STATE_ROOT = Path(os.environ.get("EDGEML_TESTBED_ROOT", "/var/tmp/edgeml-testbed"))
+DEFAULT_ROOT = Path("/var/tmp/edgeml-testbed")
+# Where beds live (EDGEML_TESTBED_ROOT keeps a set of beds apart, e.g. for `down --all` in a test).
+STATE_ROOT = Path(os.environ.get("EDGEML_TESTBED_ROOT") or DEFAULT_ROOT)
+# Addresses are one machine-wide resource: leases are always here, whatever the beds' root.
+LEASE_ROOT = DEFAULT_ROOT
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn")
 INVENTORY_HEADER = "# Written by tests/testbed/edge_devices.py for bed "
 DEVICE_USER = "edge"
@@ -313,11 +317,18 @@ def address_in_use(address: str, port: int = 22) -> bool:
 
 
 class Leases:
-    """Loopback addresses handed to devices: one file per address under STATE_ROOT/leases, under flock."""
+    """Loopback addresses handed to devices: one file per address under LEASE_ROOT/leases, under flock.
 
-    def __init__(self, root: Path = STATE_ROOT):
+    The same lock also makes creating a bed dir and leasing its addresses one step.
+    """
+
+    def __init__(self, root: Path = LEASE_ROOT):
         self.dir = root / "leases"
         self.lock = root / ".lock"
+
+    @staticmethod
+    def bed_dir(lease: dict) -> Path:
+        return Path(lease.get("bed_dir") or DEFAULT_ROOT / lease.get("bed", "?"))
 
     def held(self) -> dict[str, dict]:
         leases = {}
@@ -328,7 +339,7 @@ class Leases:
                 leases[path.name] = {}
         return leases
 
-    def acquire(self, bed: str, devices: list[str]) -> dict[str, str]:
+    def acquire(self, bed_dir: Path, devices: list[str]) -> dict[str, str]:
         """Caller holds self.lock."""
         self.dir.mkdir(parents=True, exist_ok=True)
         held = self.held()
@@ -340,19 +351,20 @@ class Leases:
             if address in held or address_in_use(address):
                 continue
             device = devices[len(granted)]
-            (self.dir / address).write_text(json.dumps({"bed": bed, "device": device}) + "\n")
+            lease = {"bed": bed_dir.name, "bed_dir": str(bed_dir), "device": device}
+            (self.dir / address).write_text(json.dumps(lease) + "\n")
             granted[device] = address
         if len(granted) < len(devices):
-            self.release(bed)
+            self.release(bed_dir)
             raise TestbedError(
                 f"no free loopback addresses for {len(devices)} devices in 127.0.0.{FIRST_HOST_OCTET}-"
                 f"{LAST_HOST_OCTET}; see `python -m tests.testbed.edge_devices status` and clean up with `down`"
             )
         return granted
 
-    def release(self, bed: str) -> None:
+    def release(self, bed_dir: Path) -> None:
         for address, lease in self.held().items():
-            if lease.get("bed") == bed:
+            if self.bed_dir(lease) == bed_dir:
                 with contextlib.suppress(FileNotFoundError):
                     (self.dir / address).unlink()
 
@@ -529,7 +541,7 @@ class EdgeDeviceBed:
             )
         reap_stale_beds(self.root)
         names = self.names or [f"{self.prefix}-{index:02d}" for index in range(1, self.count + 1)]
-        leases = Leases(self.root)
+        leases = Leases()
         with flocked(leases.lock):
             try:
                 self.dir.mkdir(parents=True)
@@ -539,7 +551,7 @@ class EdgeDeviceBed:
                     f"`python -m tests.testbed.edge_devices down --bed {self.name}`"
                 ) from None
             try:
-                addresses = leases.acquire(self.name, names)
+                addresses = leases.acquire(self.dir, names)
             except BaseException:
                 shutil.rmtree(self.dir, ignore_errors=True)
                 raise
@@ -743,9 +755,9 @@ class EdgeDeviceBed:
             with contextlib.suppress(OSError):
                 if self.inventory_path.read_text().startswith(f"{INVENTORY_HEADER}{self.name}\n"):
                     self.inventory_path.unlink()
-        leases = Leases(self.root)
+        leases = Leases()
         with flocked(leases.lock):
-            leases.release(self.name)
+            leases.release(self.dir)
 
     def _remove_nspawn_runtime_state(self) -> None:
         """What nspawn leaves in /run when it is killed: its propagation dir and its image lock file."""
@@ -840,12 +852,11 @@ def reap_stale_beds(root: Path = STATE_ROOT) -> list[str]:
         if bed_is_stale(bed):
             bed.down(stop_timeout=5)
             reaped.append(name)
-    # leases whose bed is gone (a bed dir removed by hand, a killed `up`)
-    leases = Leases(root)
+    # leases whose bed dir is gone (removed by hand, or a killed `up`), in any root
+    leases = Leases()
     with flocked(leases.lock):
-        existing = set(bed_names(root))
         for address, lease in leases.held().items():
-            if lease.get("bed") not in existing:
+            if not leases.bed_dir(lease).exists():
                 with contextlib.suppress(FileNotFoundError):
                     (leases.dir / address).unlink()
     return reaped
@@ -922,7 +933,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "down":
             require_root("stopping simulated devices")
             if args.bed:
-                if not (STATE_ROOT / args.bed).exists():
+                if not (STATE_ROOT / args.bed).is_dir():
                     raise TestbedError(f"no bed named {args.bed!r} (see `status`)")
                 EdgeDeviceBed.load(args.bed).down()
             elif args.stale:
