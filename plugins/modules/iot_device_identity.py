@@ -41,7 +41,8 @@ options:
       - C(present) creates or updates the identity.
       - C(absent) detaches the policy and the certificates from the thing, deactivates and deletes
         the certificates that belong to no other thing, deletes the policy named I(policy_name)
-        when no other principal uses it, and deletes the thing.
+        when no other principal uses it, and deletes the thing. Thing groups are kept (other things may
+        belong to them).
     type: str
     choices: [present, absent]
     default: present
