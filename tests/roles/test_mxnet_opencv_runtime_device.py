@@ -1,0 +1,85 @@
+"""roles/mxnet_opencv_runtime on a real simulated device (Debian 12, Python 3.11 only).
+
+Bad inputs must stop in preflight with a message naming the input and leave the device as it was
+(no /opt/edgeml, no python3-venv). Then the role runs four times like an integration target:
+check mode, for real, check mode again (predicts no change), for real again (changes nothing).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.roles.playbook_json import run_playbook
+from tests.roles.wheelhouse import ensure_wheelhouse
+
+pytestmark = [pytest.mark.devices, pytest.mark.slow]
+
+PLAYBOOK = """
+- name: Runtime on the devices
+  hosts: edge_devices
+  gather_facts: true
+  roles:
+    - role: edgeml.greengrass.mxnet_opencv_runtime
+"""
+
+BAD_INPUTS = [
+    (
+        # Debian 12 has no python3.8: the Greengrass V1 Lambda's interpreter cannot exist there.
+        {"mxnet_opencv_runtime_lambda_python": "python3.8"},
+        'mxnet_opencv_runtime_lambda_python "python3.8" is not installed on',
+    ),
+    (
+        # python3 exists (3.11) but a V1 core runs only python3.7/python3.8 Lambdas.
+        {"mxnet_opencv_runtime_lambda_python": "python3"},
+        'mxnet_opencv_runtime_lambda_python "python3" is Python 3.11; '
+        "Greengrass V1 Lambdas run on python3.7 or python3.8",
+    ),
+    (
+        {"mxnet_opencv_runtime_wheelhouse_src": "/nonexistent/edgeml-wheels"},
+        "mxnet_opencv_runtime_wheelhouse_src must be a directory of wheels on the controller; "
+        '"/nonexistent/edgeml-wheels" is not a directory',
+    ),
+    (
+        {"mxnet_opencv_runtime_mxnet_version": "latest"},
+        "Expected exact versions such as mxnet_opencv_runtime_mxnet_version",
+    ),
+]
+
+
+def test_bad_inputs_then_check_real_check_real(edge_devices, tmp_path):
+    fleet = edge_devices(count=1)
+    host = next(iter(fleet.hosts))
+    playbook = tmp_path / "runtime.yml"
+    playbook.write_text(PLAYBOOK)
+    for extra_vars, expected in BAD_INPUTS:
+        run = run_playbook(playbook, fleet.inventory, extra_vars=extra_vars)
+        assert run.returncode != 0, f"{extra_vars} was accepted"
+        assert any(expected in message for message in run.failure_messages()), (extra_vars, run.describe())
+        assert run.stats(host).get("changed", 0) == 0
+        assert not [name for name in run.task_names(host) if name.startswith("Install |")]
+    left = fleet.run(host, "test -e /opt/edgeml && echo present; dpkg-query -W -f '${Status}' python3-venv 2>&1")
+    assert "present" not in left.stdout
+    assert "install ok installed" not in left.stdout
+
+    wheels = {"mxnet_opencv_runtime_wheelhouse_src": str(ensure_wheelhouse("3.11", "manylinux2014_x86_64"))}
+    check = run_playbook(playbook, fleet.inventory, "--check", extra_vars=wheels)
+    assert check.returncode == 0, check.describe()
+    assert check.stats(host)["changed"] > 0
+    skipped = check.results("Verify | Say why the check is skipped in check mode")[host]
+    assert "does not exist yet (check mode)" in skipped["msg"]
+    left = fleet.run(host, "test -e /opt/edgeml && echo present; dpkg-query -W -f '${Status}' python3-venv 2>&1")
+    assert "present" not in left.stdout
+    assert "install ok installed" not in left.stdout
+
+    real = run_playbook(playbook, fleet.inventory, extra_vars=wheels)
+    assert real.returncode == 0, real.describe()
+    assert real.stats(host)["changed"] > 0
+    summary = real.results("Verify | Check the versions and the detector's output")[host]["msg"]
+    assert "MXNet 1.9.1 (mxnet, cpu(0)), numpy 1.23.5, OpenCV 4.11.0" in summary
+    assert "detection_output [1, 5120, 6]" in summary
+
+    for args in (("--check",), ()):
+        again = run_playbook(playbook, fleet.inventory, *args, extra_vars=wheels)
+        assert again.returncode == 0, again.describe()
+        assert again.stats(host)["changed"] == 0, (args, again.describe())
+        assert again.results("Verify | Check the versions and the detector's output")[host].get("failed") is not True
