@@ -27,7 +27,7 @@ CERT = f"{CERT_DIR}/device.cert.pem"
 ROOT_CA = f"{CERT_DIR}/root.ca.pem"
 
 
-def write_playbook(path: Path, endpoint_env: dict[str, str], fact_file: Path, state: str) -> Path:
+def write_playbook(path: Path, endpoint_env: dict[str, str], fact_file: Path, state: str, mode: str = "csr") -> Path:
     aws = {
         "endpoint_url": endpoint_env["AWS_ENDPOINT_URL"],
         "region": endpoint_env["AWS_REGION"],
@@ -43,6 +43,7 @@ def write_playbook(path: Path, endpoint_env: dict[str, str], fact_file: Path, st
             {
                 "role": "edgeml.greengrass.iot_device_credentials",
                 "iot_device_credentials_state": state,
+                "iot_device_credentials_certificate_mode": mode,
                 # Offline device: the root CA comes from Debian's ca-certificates on the device.
                 "iot_device_credentials_root_ca_src": DEBIAN_ROOT_CA_1,
             }
@@ -189,3 +190,40 @@ def test_key_stays_on_device_and_certificate_matches(edge_devices, clean_aws, an
     assert iot.list_certificates()["certificates"] == []
     assert iot.list_policies()["policies"] == []
     assert on_device(fleet, host, f"sudo ls -A {CERT_DIR}").strip() == ""
+
+
+@pytest.mark.devices
+@pytest.mark.aws
+def test_aws_generated_key_goes_straight_to_the_device_once(edge_devices, clean_aws, ansible_env, aws_client, tmp_path):
+    """aws_generated mode: the key AWS returns once is written to the device (0600) and never shown."""
+    fleet = edge_devices(count=1)
+    host = next(iter(fleet.hosts))
+    env = clean_aws.environment()
+    fact_file = tmp_path / "iot_device_credentials.json"
+    present = write_playbook(tmp_path / "present.yml", env, fact_file, "present", mode="aws_generated")
+
+    first = run_playbook(present, fleet.inventory, ansible_env)
+    (tmp_path / "first.log").write_text(first.stdout + first.stderr)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-6000:]
+    assert on_device(fleet, host, f"sudo stat -c '%a %U' {KEY}").split() == ["600", "root"]
+    key_pem = on_device(fleet, host, f"sudo cat {KEY}")
+    key_pubkey = on_device(fleet, host, f"sudo openssl pkey -in {KEY} -pubout")
+    public_base64 = "".join(key_body_lines(key_pubkey))
+    body = [line for line in key_body_lines(key_pem) if line not in public_base64]
+    assert body and not [line for line in body if line in first.stdout + first.stderr]
+    assert on_device(fleet, host, f"sudo openssl x509 -in {CERT} -noout -pubkey") == key_pubkey
+
+    second = run_playbook(present, fleet.inventory, ansible_env)
+    (tmp_path / "second.log").write_text(second.stdout + second.stderr)
+    assert second.returncode == 0, (second.stdout + second.stderr)[-6000:]
+    assert recap(second.stdout, host)["changed"] == 0, second.stdout[-6000:]
+    assert on_device(fleet, host, f"sudo cat {KEY}") == key_pem
+    iot = aws_client("iot")
+    assert len(iot.list_certificates()["certificates"]) == 1
+
+    third = run_playbook(
+        write_playbook(tmp_path / "absent.yml", env, fact_file, "absent"), fleet.inventory, ansible_env
+    )
+    assert third.returncode == 0, (third.stdout + third.stderr)[-6000:]
+    assert iot.list_things()["things"] == [] and iot.list_certificates()["certificates"] == []
+    assert iot.list_policies()["policies"] == []
