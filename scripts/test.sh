@@ -2,31 +2,44 @@
 # Every test and quality gate of edgeml.greengrass, on a fresh Debian 12 machine, as root:
 #   bash scripts/test.sh
 # Does its own set-up (scripts/setup.sh) and is safe to run again. .ci/run calls exactly this.
-set -euo pipefail
+# Every gate runs even when an earlier one failed, so one run shows every problem; the exit status
+# is non-zero when any gate failed.
+set -uo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 2
 # shellcheck source=scripts/setup.sh
-source scripts/setup.sh
+source scripts/setup.sh || { echo "setup failed" >&2; exit 2; }
 
-step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+passed=()
+failed=()
+gate() {
+  local name="$1"
+  shift
+  printf '\n=== %s (%s)\n' "$name" "$(date -u +%H:%M:%S)"
+  local start=$SECONDS
+  if "$@"; then
+    passed+=("$name")
+    printf '=== %s: passed in %ss\n' "$name" "$((SECONDS - start))"
+  else
+    failed+=("$name")
+    printf '=== %s: FAILED in %ss\n' "$name" "$((SECONDS - start))"
+  fi
+}
 
-step "ruff"
-ruff check .
-ruff format --check plugins tests bench
+# A test run killed half-way may have left devices behind: clean those beds before starting.
+python -m tests.testbed.edge_devices down --stale >/dev/null 2>&1 || true
 
-step "ansible-lint (production profile)"
-ansible-lint --offline
+gate "ruff check" ruff check .
+gate "ruff format" ruff format --check plugins tests bench files
+gate "ansible-lint (production profile)" ansible-lint --offline
+gate "ansible-test sanity (plugins, no ignore files)" bash scripts/sanity.sh
+gate "simulated device image" python -m tests.testbed.edge_devices build-image
+gate "pytest (unit, test bed, modules on the local AWS endpoint, roles on devices, inference)" \
+  python -m pytest tests -p no:cacheprovider
+gate "molecule (every role scenario on simulated devices)" python -m tests.molecule_all
 
-step "ansible-test sanity (plugins, empty ignore files)"
-bash scripts/sanity.sh
-
-step "simulated device image"
-python -m tests.testbed.edge_devices build-image
-
-step "pytest: unit, test bed, modules against the local AWS endpoint, inference"
-python -m pytest tests -p no:cacheprovider
-
-step "molecule: every role scenario on simulated devices"
-python -m tests.molecule_all
-
-step "all tests and gates passed"
+printf '\n=== summary\n'
+for name in "${passed[@]}"; do printf '  passed  %s\n' "$name"; done
+for name in "${failed[@]}"; do printf '  FAILED  %s\n' "$name"; done
+printf 'gates: %d passed, %d failed\n' "${#passed[@]}" "${#failed[@]}"
+((${#failed[@]} == 0))
