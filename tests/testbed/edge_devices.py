@@ -736,7 +736,7 @@ class EdgeDeviceBed:
         except subprocess.TimeoutExpired as exc:
             return subprocess.CompletedProcess(exc.cmd, 124, exc.stdout or "", f"timed out after {timeout}s")
 
-    def down(self, stop_timeout: float = 30.0) -> None:
+    def down(self, stop_timeout: float = 20.0) -> None:
         """Stop every device, unmount, remove the bed dir and release its leases. Safe to repeat."""
         with flocked(self.root / ".locks" / f"{self.name}.lock"):  # two reapers must not race on one bed
             self._down(stop_timeout)
@@ -785,6 +785,15 @@ def stop_devices(bed_dir: Path, devices: list[Device], stop_timeout: float) -> N
     deadline = time.monotonic() + stop_timeout
     while time.monotonic() < deadline and any(nspawn_pid_for(d.pid, d.merged) for d in running):
         time.sleep(0.2)
+    for device in running:
+        if nspawn_pid_for(device.pid, device.merged):
+            print(
+                f"edge_devices: {device.name} did not shut down within {stop_timeout:.0f}s of SIGTERM; killing it. "
+                f"Its console log ends with:\n{tail(device.log, 15)}",
+                file=sys.stderr,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(device.pid, signal.SIGKILL)
     # A SIGKILLed nspawn leaves its container running: killing its init ends its whole pid namespace.
     for device in devices:
         if device.leader_alive():
