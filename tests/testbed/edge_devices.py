@@ -159,8 +159,12 @@ def check_mirror(mirror: str) -> None:
         ) from exc
 
 
-def build_image(mirror: str | None = None, log=print) -> Path:
-    """Build the cached Debian 12 image once; later calls return at once."""
+def log_progress(message: str) -> None:
+    print(f"edge_devices: {message}", file=sys.stderr, flush=True)
+
+
+def build_image(mirror: str | None = None, log=log_progress) -> Path:
+    """Build the cached Debian 12 image once; later calls return at once. Progress goes to stderr."""
     target = image_dir()
     if (target / COMPLETE_MARKER).exists():
         return target
