@@ -348,11 +348,15 @@ class Leases:
         self.dir.mkdir(parents=True, exist_ok=True)
         held = self.held()
         granted: dict[str, str] = {}
+        busy = 0
         for octet in range(FIRST_HOST_OCTET, LAST_HOST_OCTET + 1):
             if len(granted) == len(devices):
                 break
             address = f"127.0.0.{octet}"
-            if address in held or address_in_use(address):
+            if address in held:
+                continue
+            if address_in_use(address):
+                busy += 1
                 continue
             device = devices[len(granted)]
             lease = {"bed": bed_dir.name, "bed_dir": str(bed_dir), "device": device}
@@ -362,7 +366,8 @@ class Leases:
             self.release(bed_dir)
             raise TestbedError(
                 f"no free loopback addresses for {len(devices)} devices in 127.0.0.{FIRST_HOST_OCTET}-"
-                f"{LAST_HOST_OCTET}; see `python -m tests.testbed.edge_devices status` and clean up with `down`"
+                f"{LAST_HOST_OCTET} ({len(held)} leased, {busy} with something else listening on port 22, e.g. a "
+                "host sshd on 0.0.0.0:22); see `python -m tests.testbed.edge_devices status` and clean up with `down`"
             )
         return granted
 
