@@ -794,7 +794,9 @@ def owned_definition(client, kind, group_name, version_arn):
     definition = get_definition(client, kind, definition_id)
     if not definition or definition.get("Name") != definition_name(group_name, kind):
         return None
-    latest = get_definition_version(client, kind, definition_id, definition["LatestVersion"])
+    latest = {}
+    if definition.get("LatestVersion"):
+        latest = get_definition_version(client, kind, definition_id, definition["LatestVersion"])
     return {
         "id": definition_id,
         "name": definition.get("Name"),

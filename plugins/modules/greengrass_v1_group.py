@@ -610,13 +610,13 @@ class GroupRun:
         if self.created_group_id:
             try:
                 gg.delete_group(self.client, self.created_group_id)
-            except botocore.exceptions.ClientError:
-                pass
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+                pass  # the original error is the one to report
         for kind, definition_id in self.created_definitions:
             try:
                 gg.delete_definition(self.client, kind, definition_id)
-            except botocore.exceptions.ClientError:
-                pass
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+                pass  # the original error is the one to report
         self.created_definitions = []
         self.created_group_id = None
 
@@ -765,7 +765,7 @@ def main():
             run.absent()
     except gg.GreengrassInputError as error:
         run.fail(str(error))
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:  # pylint: disable=duplicate-except
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
         run.fail("Greengrass V1 call failed for group %r" % module.params["name"], error)
 
 
