@@ -119,8 +119,10 @@ def write_bed(tmp_path: Path, aws_env: dict, group_vars: dict, identity: bool = 
     return inventory_path, playbook_path
 
 
-def run_playbook(env: dict, inventory: Path, playbook: Path, log: Path, extra_vars: dict | None = None):
-    command = [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook)]
+def run_playbook(
+    env: dict, inventory: Path, playbook: Path, log: Path, extra_vars: dict | None = None, check: bool = False
+):
+    command = [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook)] + (["--check", "--diff"] if check else [])
     if extra_vars:
         command += ["-e", json.dumps(extra_vars)]
     proc = subprocess.run(
@@ -331,6 +333,13 @@ def test_detector_groups_idempotent_and_code_change(
     assert fleet.counts() == before
     assert fleet.lam.get_alias(FunctionName=FUNCTION, Name="live")["FunctionVersion"] == "1"
 
+    # Check mode on the unchanged fleet predicts no change and writes nothing.
+    checked = run_playbook(ansible_env, inventory, playbook, tmp_path / "check.log", check=True)
+    assert checked.returncode == 0, f"check run failed; log {tmp_path / 'check.log'}\n{checked.stdout[-6000:]}"
+    summary = recap(checked.stdout)
+    assert {host: summary[host]["changed"] for host in HOSTS} == dict.fromkeys(HOSTS, 0), checked.stdout[-6000:]
+    assert fleet.counts() == before
+
     # A change to the code: exactly one new Lambda version, the alias follows it, and each group gets one new
     # version and one new deployment (a core resolves the alias only when a deployment reaches it).
     with (sources / "greengrass_object_detector.py").open("a") as code:
@@ -358,6 +367,13 @@ def test_detector_groups_idempotent_and_code_change(
         assert functions["Functions"][0]["FunctionConfiguration"]["Environment"]["Variables"]["SCORE_THRESHOLD"] == (
             "0.7"
         )
+
+
+def fake_identity(group_vars: dict) -> dict:
+    """Well-formed identity inputs without creating anything, for runs that must write nothing at all."""
+    group_vars["greengrass_v1_detector_thing_arn"] = "arn:aws:iot:us-east-1:123456789012:thing/{{ inventory_hostname }}"
+    group_vars["greengrass_v1_detector_certificate_arn"] = "arn:aws:iot:us-east-1:123456789012:cert/" + "a" * 64
+    return group_vars
 
 
 def nothing_in_aws(fleet: Fleet) -> dict:
@@ -388,10 +404,7 @@ def test_bad_input_fails_in_preflight(
     tmp_path, sources, model_archive, clean_aws, ansible_env, aws_client, overrides, message
 ):
     fleet = Fleet(aws_client)
-    group_vars = base_vars(tmp_path, sources, model_archive)
-    # Well-formed identity inputs without creating anything: the run must write nothing at all.
-    group_vars["greengrass_v1_detector_thing_arn"] = "arn:aws:iot:us-east-1:123456789012:thing/{{ inventory_hostname }}"
-    group_vars["greengrass_v1_detector_certificate_arn"] = "arn:aws:iot:us-east-1:123456789012:cert/" + "a" * 64
+    group_vars = fake_identity(base_vars(tmp_path, sources, model_archive))
     inventory, playbook = write_bed(tmp_path, clean_aws.environment(), group_vars, identity=False)
     proc = run_playbook(ansible_env, inventory, playbook, tmp_path / "bad.log", overrides)
     assert proc.returncode != 0, proc.stdout[-4000:]
@@ -399,4 +412,18 @@ def test_bad_input_fails_in_preflight(
     summary = recap(proc.stdout)
     assert all(summary[host]["failed"] == 1 for host in HOSTS), summary
     assert not (tmp_path / "build" / "detector.zip").exists(), "packaging ran before preflight passed"
+    assert nothing_in_aws(fleet) == {"functions": [], "groups": [], "buckets": [], "roles": []}
+
+
+def test_check_mode_on_an_empty_account_writes_nothing(
+    tmp_path, sources, model_archive, clean_aws, ansible_env, aws_client
+):
+    fleet = Fleet(aws_client)
+    group_vars = fake_identity(base_vars(tmp_path, sources, model_archive))
+    inventory, playbook = write_bed(tmp_path, clean_aws.environment(), group_vars, identity=False)
+    proc = run_playbook(ansible_env, inventory, playbook, tmp_path / "check.log", check=True)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    summary = recap(proc.stdout)
+    # Every device's group would be created: each host predicts a change.
+    assert all(summary[host]["changed"] >= 1 for host in HOSTS), summary
     assert nothing_in_aws(fleet) == {"functions": [], "groups": [], "buckets": [], "roles": []}
