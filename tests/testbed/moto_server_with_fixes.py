@@ -20,7 +20,12 @@ Fix 2 - Greengrass V1 definition reads (moto 5.2.x), see ``apply_greengrass_fixe
     b) GetFunctionDefinitionVersion drops the ``DefaultConfig`` that was stored
        with the version (AWS returns it);
     c) ResetDeployments is unreachable: moto's URL rule for ``.../deployments/$reset``
-       loses its ``$`` when turned into a Flask route, so every call is a 404.
+       loses its ``$`` when turned into a Flask route, so every call is a 404;
+    d) logger definitions are missing altogether (every ``*LoggerDefinition*`` call is a
+       404, and a group version drops ``LoggerDefinitionVersionArn``). Added here with the
+       same behaviour as moto's other definition kinds: create (with an initial version),
+       list, get, delete, create/list/get versions, and group versions that keep the
+       logger definition version ARN (an unknown one is refused as for the other kinds).
 
 Test-bed control - the device side of a Greengrass V1 deployment:
     Nothing plays a Greengrass core here, so stock moto reports every deployment
@@ -163,6 +168,8 @@ def apply_greengrass_fixes() -> None:
         GreengrassResponse.dispatch
     )
 
+    _add_logger_definitions(gg_models, gg_urls, GreengrassResponse, json)
+
     # Test-bed control: the device side's report on a deployment.
     original_get_status = backend_cls.get_deployment_status
 
@@ -224,6 +231,180 @@ def apply_greengrassv2_emulation() -> None:
 
 
 # --- end of Greengrass V2 emulation ---
+
+
+def _add_logger_definitions(gg_models, gg_urls, response_cls, json) -> None:
+    """Fix 2d: Greengrass V1 logger definitions, shaped like moto's core definitions."""
+    from moto.utilities.utils import get_partition
+
+    backend_cls = gg_models.GreengrassBackend
+
+    class LoggerDefinition:
+        def __init__(self, account_id, region_name, name):
+            self.id = str(gg_models.mock_random.uuid4())
+            self.name = name
+            self.arn = (
+                f"arn:{get_partition(region_name)}:greengrass:{region_name}:{account_id}"
+                f":greengrass/definition/loggers/{self.id}"
+            )
+            self.created = gg_models.utcnow()
+            self.latest_version = ""
+            self.latest_version_arn = ""
+
+        def to_dict(self):
+            stamp = gg_models.iso_8601_datetime_with_milliseconds(self.created)
+            return {
+                "Arn": self.arn,
+                "CreationTimestamp": stamp,
+                "Id": self.id,
+                "LastUpdatedTimestamp": stamp,
+                "LatestVersion": self.latest_version,
+                "LatestVersionArn": self.latest_version_arn,
+                "Name": self.name,
+            }
+
+    class LoggerDefinitionVersion:
+        def __init__(self, definition, loggers):
+            self.definition_id = definition.id
+            self.loggers = loggers
+            self.version = str(gg_models.mock_random.uuid4())
+            self.arn = f"{definition.arn}/versions/{self.version}"
+            self.created = gg_models.utcnow()
+
+        def to_dict(self, include_detail=False):
+            data = {
+                "Arn": self.arn,
+                "CreationTimestamp": gg_models.iso_8601_datetime_with_milliseconds(self.created),
+                "Id": self.definition_id,
+                "Version": self.version,
+            }
+            if include_detail:
+                data["Definition"] = {"Loggers": self.loggers}
+            return data
+
+    def store(backend):
+        if not hasattr(backend, "_testbed_logger_definitions"):
+            backend._testbed_logger_definitions = {}
+            backend._testbed_logger_versions = {}
+        return backend._testbed_logger_definitions, backend._testbed_logger_versions
+
+    def definition_or_404(backend, definition_id):
+        definitions, _versions = store(backend)
+        if definition_id not in definitions:
+            raise gg_models.IdNotFoundException("That loggers definition does not exist.")
+        return definitions[definition_id]
+
+    def create_version(backend, definition_id, loggers):
+        definition = definition_or_404(backend, definition_id)
+        version = LoggerDefinitionVersion(definition, loggers or [])
+        store(backend)[1].setdefault(definition_id, {})[version.version] = version
+        definition.latest_version, definition.latest_version_arn = version.version, version.arn
+        return version
+
+    def logger_version_exists(backend, arn):
+        _definitions, versions = store(backend)
+        return any(version.arn == arn for by_id in versions.values() for version in by_id.values())
+
+    def create_logger_definition(self):
+        definition = LoggerDefinition(self.current_account, self.region, self._get_param("Name"))
+        store(self.greengrass_backend)[0][definition.id] = definition
+        initial = self._get_param("InitialVersion") or {}
+        if "Loggers" in initial:
+            create_version(self.greengrass_backend, definition.id, initial["Loggers"])
+        return 201, {"status": 201}, json.dumps(definition.to_dict())
+
+    def list_logger_definitions(self):
+        definitions = store(self.greengrass_backend)[0].values()
+        return json.dumps({"Definitions": [d.to_dict() for d in definitions]})
+
+    def get_logger_definition(self):
+        return json.dumps(definition_or_404(self.greengrass_backend, self.path.split("/")[-1]).to_dict())
+
+    def delete_logger_definition(self):
+        definition_id = self.path.split("/")[-1]
+        definition_or_404(self.greengrass_backend, definition_id)
+        definitions, versions = store(self.greengrass_backend)
+        del definitions[definition_id]
+        versions.pop(definition_id, None)
+        return "{}"
+
+    def create_logger_definition_version(self):
+        version = create_version(self.greengrass_backend, self.path.split("/")[-2], self._get_param("Loggers"))
+        return 201, {"status": 201}, json.dumps(version.to_dict())
+
+    def list_logger_definition_versions(self):
+        definition_id = self.path.split("/")[-2]
+        definition_or_404(self.greengrass_backend, definition_id)
+        versions = store(self.greengrass_backend)[1].get(definition_id, {}).values()
+        return json.dumps({"Versions": [v.to_dict() for v in versions]})
+
+    def get_logger_definition_version(self):
+        definition_id, version_id = self.path.split("/")[-3], self.path.split("/")[-1]
+        definition_or_404(self.greengrass_backend, definition_id)
+        versions = store(self.greengrass_backend)[1].get(definition_id, {})
+        if version_id not in versions:
+            raise gg_models.VersionNotFoundException(
+                f"Version {version_id} of Logger List Definition {definition_id} does not exist."
+            )
+        return json.dumps(versions[version_id].to_dict(include_detail=True))
+
+    for handler in (
+        create_logger_definition,
+        list_logger_definitions,
+        get_logger_definition,
+        delete_logger_definition,
+        create_logger_definition_version,
+        list_logger_definition_versions,
+        get_logger_definition_version,
+    ):
+        setattr(response_cls, handler.__name__, handler)
+    base = "{0}/greengrass/definition/loggers"
+    for suffix in ("$", "/(?P<definition_id>[^/]+)/?$", "/(?P<definition_id>[^/]+)/versions$"):
+        gg_urls.url_paths[base + suffix] = response_cls.dispatch
+    gg_urls.url_paths[base + "/(?P<definition_id>[^/]+)/versions/(?P<definition_version_id>[^/]+)/?$"] = (
+        response_cls.dispatch
+    )
+
+    # Group versions keep the logger definition version ARN.
+    def check_logger_arn(backend, arn):
+        if arn and not logger_version_exists(backend, arn):
+            raise gg_models.GreengrassClientError(
+                "400", "The group is invalid or corrupted. (ErrorDetails: [Logger definition reference does not exist])"
+            )
+
+    original_create_group = backend_cls.create_group
+
+    def create_group(self, name, initial_version):
+        arn = (initial_version or {}).get("LoggerDefinitionVersionArn")
+        check_logger_arn(self, arn)
+        group = original_create_group(self, name, initial_version)
+        self.group_versions[group.group_id][group.latest_version].logger_definition_version_arn = arn
+        return group
+
+    backend_cls.create_group = create_group
+
+    original_create_group_version_response = response_cls.create_group_version
+
+    def create_group_version(self):
+        arn = self._get_param("LoggerDefinitionVersionArn")
+        check_logger_arn(self.greengrass_backend, arn)
+        status, headers, body = original_create_group_version_response(self)
+        data = json.loads(body)
+        self.greengrass_backend.group_versions[data["Id"]][data["Version"]].logger_definition_version_arn = arn
+        return status, headers, body
+
+    response_cls.create_group_version = create_group_version
+
+    original_group_version_to_dict = gg_models.FakeGroupVersion.to_dict
+
+    def group_version_to_dict(self, include_detail=False):
+        data = original_group_version_to_dict(self, include_detail=include_detail)
+        arn = getattr(self, "logger_definition_version_arn", None)
+        if include_detail and arn:
+            data["Definition"]["LoggerDefinitionVersionArn"] = arn
+        return data
+
+    gg_models.FakeGroupVersion.to_dict = group_version_to_dict
 
 
 def main() -> None:
