@@ -397,8 +397,19 @@ def nothing_in_aws(fleet: Fleet) -> dict:
         ({"greengrass_v1_detector_function_memory_size": 1024}, "greengrass_v1_detector_function_memory_size"),
         ({"greengrass_v1_detector_function_alias": "42"}, "greengrass_v1_detector_function_alias 1-128"),
         ({"greengrass_v1_detector_thing_arn": "thing/gpu-device"}, "greengrass_v1_detector_thing_arn must be"),
+        ({"greengrass_v1_detector_model_prefix": "other_model"}, "missing other_model-symbol.json, other_model-0000"),
+        ({"greengrass_v1_detector_model_archive": "/nonexistent/model.tar.gz"}, "not found"),
     ],
-    ids=["two-model-sources", "empty-output-topic", "bad-input-filter", "memory", "numeric-alias", "thing-arn"],
+    ids=[
+        "two-model-sources",
+        "empty-output-topic",
+        "bad-input-filter",
+        "memory",
+        "numeric-alias",
+        "thing-arn",
+        "archive-without-checkpoint",
+        "missing-archive",
+    ],
 )
 def test_bad_input_fails_in_preflight(
     tmp_path, sources, model_archive, clean_aws, ansible_env, aws_client, overrides, message
