@@ -64,9 +64,9 @@ def write_playbook(path: Path, endpoint_env: dict[str, str], fact_file: Path, st
     return path
 
 
-def run_playbook(playbook: Path, inventory: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+def run_playbook(playbook: Path, inventory: Path, env: dict[str, str], *extra_args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-v", "-i", str(inventory), str(playbook)],
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-v", "-i", str(inventory), str(playbook), *extra_args],
         env=dict(env, ANSIBLE_NOCOLOR="1"),
         cwd=REPO_ROOT,
         capture_output=True,
@@ -119,6 +119,15 @@ def test_key_stays_on_device_and_certificate_matches(edge_devices, clean_aws, an
     env = clean_aws.environment()
     fact_file = tmp_path / "iot_device_credentials.json"
     present = write_playbook(tmp_path / "present.yml", env, fact_file, "present")
+    iot = aws_client("iot")
+
+    # Check mode on a fresh device: predicts, writes nothing on the device or in AWS.
+    check = run_playbook(present, fleet.inventory, ansible_env, "--check")
+    (tmp_path / "check.log").write_text(check.stdout + check.stderr)
+    assert check.returncode == 0, (check.stdout + check.stderr)[-6000:]
+    assert recap(check.stdout, host)["changed"] > 0
+    assert fleet.run(host, f"sudo test -e {CERT_DIR}").returncode == 1, "check mode created the directory"
+    assert iot.list_things()["things"] == [] and iot.list_certificates()["certificates"] == []
 
     first = run_playbook(present, fleet.inventory, ansible_env)
     (tmp_path / "first.log").write_text(first.stdout + first.stderr)
@@ -163,7 +172,6 @@ def test_key_stays_on_device_and_certificate_matches(edge_devices, clean_aws, an
     assert fact["region"] == "us-east-1"
     assert fact["data_endpoint"].endswith("-ats.iot.us-east-1.amazonaws.com")
     assert fact["credentials_endpoint"].endswith(".credentials.iot.us-east-1.amazonaws.com")
-    iot = aws_client("iot")
     principals = iot.list_thing_principals(thingName=host)["principals"]
     assert principals == [fact["certificate_arn"]]
     description = iot.describe_certificate(certificateId=fact["certificate_id"])["certificateDescription"]
@@ -172,6 +180,12 @@ def test_key_stays_on_device_and_certificate_matches(edge_devices, clean_aws, an
     assert [p["policyName"] for p in iot.list_attached_policies(target=fact["certificate_arn"])["policies"]] == [
         f"{host}-policy"
     ]
+
+    # Check mode after the real run predicts no change.
+    check2 = run_playbook(present, fleet.inventory, ansible_env, "--check")
+    (tmp_path / "check2.log").write_text(check2.stdout + check2.stderr)
+    assert check2.returncode == 0, (check2.stdout + check2.stderr)[-6000:]
+    assert recap(check2.stdout, host)["changed"] == 0, check2.stdout[-6000:]
 
     # A second run changes nothing: no new certificate, no rewritten file.
     second = run_playbook(present, fleet.inventory, ansible_env)
