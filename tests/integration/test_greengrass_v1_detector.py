@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -72,7 +73,9 @@ def write_bed(tmp_path: Path, aws_env: dict, group_vars: dict, identity: bool = 
     inventory = {
         "edge_devices": {
             "hosts": {
-                name: {"ansible_connection": "local", "greengrass_v1_detector_gpu": gpu} for name, gpu in HOSTS.items()
+                # The GPU device is known as one by the nvidia_driver_cuda role's fact, the role's default source.
+                name: {"ansible_connection": "local", **({"nvidia_driver_cuda_gpu_present": True} if gpu else {})}
+                for name, gpu in HOSTS.items()
             },
             # The controller's venv has boto3 and greengrasssdk; a discovered /usr/bin/python3 would not.
             "vars": {"ansible_python_interpreter": sys.executable, **group_vars},
@@ -155,9 +158,21 @@ def base_vars(tmp_path: Path, sources: Path, model_archive: Path) -> dict:
         "greengrass_v1_detector_class_labels": ["blue_box", "yellow_box"],
         "greengrass_v1_detector_input_topic": "itest/frames",
         "greengrass_v1_detector_output_topic": "itest/detections",
-        # moto never plays the core: nothing would report the deployment's outcome.
+        # moto never plays the core: tests that wait tell the test bed what "the device" reports.
         "greengrass_v1_detector_deployment_wait": False,
     }
+
+
+def device_reports(endpoint_url: str, status: str, **details) -> None:
+    """Test-bed control: what the (absent) Greengrass core reports for every deployment from now on."""
+    request = urllib.request.Request(  # noqa: S310 - the local test endpoint, http only
+        f"{endpoint_url}/moto-api/static/greengrass/deployment-outcome",
+        data=json.dumps({"status": status, **details}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local test endpoint
+        assert response.status == 201
 
 
 class Fleet:
@@ -257,7 +272,11 @@ def test_detector_groups_idempotent_and_code_change(
     tmp_path, sources, model_archive, clean_aws, ansible_env, aws_client
 ):
     fleet = Fleet(aws_client)
-    inventory, playbook = write_bed(tmp_path, clean_aws.environment(), base_vars(tmp_path, sources, model_archive))
+    group_vars = base_vars(tmp_path, sources, model_archive)
+    # The role waits for the outcome, as on a real fleet; the test bed plays the devices' answer.
+    group_vars.update(greengrass_v1_detector_deployment_wait=True, greengrass_v1_detector_deployment_wait_timeout=60)
+    device_reports(clean_aws.url, "Success")
+    inventory, playbook = write_bed(tmp_path, clean_aws.environment(), group_vars)
 
     first = run_playbook(ansible_env, inventory, playbook, tmp_path / "run1.log")
     assert first.returncode == 0, f"first run failed; log {tmp_path / 'run1.log'}\n{first.stdout[-6000:]}"
@@ -438,3 +457,25 @@ def test_check_mode_on_an_empty_account_writes_nothing(
     # Every device's group would be created: each host predicts a change.
     assert all(summary[host]["changed"] >= 1 for host in HOSTS), summary
     assert nothing_in_aws(fleet) == {"functions": [], "groups": [], "buckets": [], "roles": []}
+
+
+def test_failed_deployment_fails_the_host_with_the_device_error(
+    tmp_path, sources, model_archive, clean_aws, ansible_env, aws_client
+):
+    fleet = Fleet(aws_client)
+    group_vars = base_vars(tmp_path, sources, model_archive)
+    group_vars.update(greengrass_v1_detector_deployment_wait=True, greengrass_v1_detector_deployment_wait_timeout=60)
+    device_reports(
+        clean_aws.url,
+        "Failure",
+        error_message="Greengrass deployment error: unable to download the artifact model-arn",
+        error_details=[{"DetailedErrorCode": "GG-40", "DetailedErrorMessage": "model download failed"}],
+    )
+    inventory, playbook = write_bed(tmp_path, clean_aws.environment(), group_vars)
+    proc = run_playbook(ansible_env, inventory, playbook, tmp_path / "failure.log")
+    assert proc.returncode != 0, proc.stdout[-6000:]
+    summary = recap(proc.stdout)
+    assert all(summary[host]["failed"] == 1 for host in HOSTS), summary
+    assert "unable to download the artifact model-arn" in proc.stdout and "GG-40" in proc.stdout
+    for host in HOSTS:
+        assert fleet.deployments(host) == 1
