@@ -293,7 +293,6 @@ options:
   loggers:
     description:
       - Logging of the core (C(CreateLoggerDefinitionVersion) C(Loggers)). Omitted or empty means none.
-      - The local test endpoint (moto) has no logger definitions; this option is checked by unit tests only.
     type: list
     elements: dict
     suboptions:
