@@ -195,6 +195,26 @@ def test_key_stays_on_device_and_certificate_matches(edge_devices, clean_aws, an
     assert iot.list_thing_principals(thingName=host)["principals"] == [fact["certificate_arn"]]
     assert on_device(fleet, host, f"sudo cat {KEY}") == key_pem
 
+    # Re-keying: a new key on the device is refused without rotate_certificate (AWS untouched) ...
+    on_device(fleet, host, f"sudo rm {KEY}")
+    refused = run_playbook(present, fleet.inventory, ansible_env)
+    (tmp_path / "refused.log").write_text(refused.stdout + refused.stderr)
+    assert refused.returncode != 0
+    assert "set rotate_certificate: true" in refused.stdout, refused.stdout[-4000:]
+    assert iot.list_thing_principals(thingName=host)["principals"] == [fact["certificate_arn"]]
+    # ... and with it the new key gets a certificate and the old certificate is deleted.
+    rotated = run_playbook(
+        present, fleet.inventory, ansible_env, "-e", "iot_device_credentials_rotate_certificate=true"
+    )
+    (tmp_path / "rotated.log").write_text(rotated.stdout + rotated.stderr)
+    assert rotated.returncode == 0, (rotated.stdout + rotated.stderr)[-6000:]
+    new_fact = json.loads(fact_file.read_text())
+    assert new_fact["certificate_id"] != fact["certificate_id"]
+    assert [c["certificateId"] for c in iot.list_certificates()["certificates"]] == [new_fact["certificate_id"]]
+    assert on_device(fleet, host, f"sudo openssl x509 -in {CERT} -noout -pubkey") == on_device(
+        fleet, host, f"sudo openssl pkey -in {KEY} -pubout"
+    )
+
     # state=absent removes the identity from AWS and the files from the device.
     absent = write_playbook(tmp_path / "absent.yml", env, fact_file, "absent")
     third = run_playbook(absent, fleet.inventory, ansible_env)
