@@ -7,9 +7,16 @@ stand-in core built by tests/standins/greengrass_v1_core/build.py.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import subprocess
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.roles.playbook_json import run_playbook
 from tests.standins.greengrass_v1_core import build
@@ -91,7 +98,9 @@ def run_role(tmp_path, fleet, extra_vars: dict, *args: str):
 
 
 def failed_task(run, host: str) -> tuple[str, str]:
-    """(task name, message) of the task that failed on host."""
+    """(task name, message) of the last task that failed on host: the one that stopped the play
+    (a failure caught by a rescue comes earlier)."""
+    found = None
     for play in run.output.get("plays", []):
         for task in play.get("tasks", []):
             result = task["hosts"].get(host, {})
@@ -99,8 +108,10 @@ def failed_task(run, host: str) -> tuple[str, str]:
                 messages = [str(result.get("msg", ""))] + [
                     str(item.get("msg", "")) for item in result.get("results", []) if item.get("failed")
                 ]
-                return task["task"]["name"].split(" : ", 1)[-1], " ".join(messages)
-    raise AssertionError(f"no task failed on {host}: {run.describe()}")
+                found = task["task"]["name"].split(" : ", 1)[-1], " ".join(messages)
+    if found is None:
+        raise AssertionError(f"no task failed on {host}: {run.describe()}")
+    return found
 
 
 def test_checksum_mismatch_fails_in_preflight_and_writes_nothing(tmp_path, device, standin):
@@ -156,3 +167,66 @@ def test_check_mode_on_a_fresh_device_predicts_without_writing(tmp_path, device,
     assert run.returncode == 0, run.describe()
     assert run.stats(host).get("changed", 0) > 0, "check mode on a fresh device must predict changes"
     assert footprint(fleet, host) == before
+
+
+def push(fleet, host: str, data: bytes, dest: str, mode: str = "0644") -> None:
+    done = subprocess.run(
+        fleet.ssh_command(host, f"sudo install -D -m {mode} /dev/stdin {dest}"),
+        input=data,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_archive_url_is_checked_before_anything_is_written_then_installs(tmp_path, device, standin):
+    """The URL path (get_url with sha256) on a device without python3-cryptography: a wrong checksum
+    stops the role before the first write; the right one installs the role's own prerequisites and
+    a running core."""
+    fleet, host = device
+    push(fleet, host, Path(standin["path"]).read_bytes(), "/srv/archives/greengrass-standin.tar.gz")
+    url_vars = {
+        **good_vars(standin, host),
+        "greengrass_v1_core_archive_src": "",
+        "greengrass_v1_core_archive_url": "file:///srv/archives/greengrass-standin.tar.gz",
+    }
+    before = footprint(fleet, host)
+    wrong = hashlib.sha256(b"some other archive").hexdigest()
+    run = run_role(tmp_path, fleet, {**url_vars, "greengrass_v1_core_archive_checksum": wrong})
+    assert run.returncode != 0, run.describe()
+    task, message = failed_task(run, host)
+    assert task == "Install | Report the failed download", task
+    assert "greengrass_v1_core_archive_url" in message and "greengrass_v1_core_archive_checksum" in message
+    assert wrong in message
+    assert footprint(fleet, host) == before
+
+    # Test-only credentials: a real pair made here (the device has no crypto library yet; the role installs it).
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{host}-core")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    push(fleet, host, cert_pem, f"{CREDENTIALS_DIR}/core.cert.pem")
+    push(fleet, host, cert_pem, f"{CREDENTIALS_DIR}/root.ca.pem")
+    push(fleet, host, key_pem, f"{CREDENTIALS_DIR}/core.private.key", mode="0600")
+
+    run = run_role(tmp_path, fleet, url_vars)
+    assert run.returncode == 0, run.describe()
+    assert run.results("Install | Install the missing prerequisite packages")[host].get("changed")
+    state = fleet.run(host, "systemctl is-active greengrass; sudo cat /greengrass/ggc/.installed-archive.sha256")
+    assert state.stdout.split() == ["active", standin["sha256"]], state.stdout + state.stderr
+    leftovers = fleet.run(host, "ls /var/tmp | grep -c greengrass-core || true")
+    assert leftovers.stdout.strip() == "0", "the downloaded archive must be removed after unpacking"
