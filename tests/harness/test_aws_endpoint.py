@@ -68,9 +68,7 @@ def test_csr_with_a_broken_signature_is_rejected(clean_aws, aws_client):
     other = _csr(rsa.generate_private_key(65537, 2048))
     good_der = x509.load_pem_x509_csr(good.encode())
     other_der = x509.load_pem_x509_csr(other.encode())
-    tampered_der = good_der.public_bytes(serialization.Encoding.DER).replace(
-        good_der.signature, other_der.signature
-    )
+    tampered_der = good_der.public_bytes(serialization.Encoding.DER).replace(good_der.signature, other_der.signature)
     tampered = x509.load_der_x509_csr(tampered_der).public_bytes(serialization.Encoding.PEM).decode()
     with pytest.raises(ClientError, match="InvalidRequestException"):
         aws_client("iot").create_certificate_from_csr(certificateSigningRequest=tampered)

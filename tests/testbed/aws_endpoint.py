@@ -79,7 +79,15 @@ class LocalAwsEndpoint:
             )
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.testbed.moto_server_with_fixes", "--host", self.host, "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "tests.testbed.moto_server_with_fixes",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ],
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
