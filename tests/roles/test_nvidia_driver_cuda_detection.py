@@ -23,6 +23,10 @@ DETECT_PLAYBOOK = """
       ansible.builtin.include_role:
         name: edgeml.greengrass.nvidia_driver_cuda
         tasks_from: detect.yml
+      vars:
+        # Task vars outrank the role's vars/main.yml, so each test host points at its own files.
+        __nvidia_driver_cuda_tegra_release_file: "{{ tegra_release_file }}"
+        __nvidia_driver_cuda_lspci_command: "{{ lspci_command }}"
     - name: Report
       ansible.builtin.debug:
         msg:
@@ -63,66 +67,109 @@ def fake_sysfs(root: Path, devices: dict[str, tuple[str, str]], model: str | Non
     return root
 
 
-def detect(tmp_path: Path, sysfs_root: Path | str) -> dict:
+# A stand-in for pciutils' lspci (not installed on these machines), printing what `lspci -Dnmm -d 10de:`
+# prints on a host with a GPU and its HDMI audio function. Used only for the lspci fallback.
+FAKE_LSPCI = """#!/bin/sh
+echo '0000:01:00.0 "0300" "10de" "1eb8" -ra1 "10de" "12a2"'
+echo '0000:01:00.1 "0403" "10de" "10f8" -ra1 "10de" "12a2"'
+"""
+
+# host: (PCI devices or "real", device-tree model, Jetson release file present, lspci kind, expected report)
+CASES = {
+    "desktop-gpu-beside-intel-graphics": (
+        {"0000:00:02.0": INTEL_VGA, "0000:01:00.0": NVIDIA_VGA, "0000:01:00.1": NVIDIA_HDMI_AUDIO},
+        None, False, "missing",
+        {"gpu_present": True, "jetson": False, "devices": ["0000:01:00.0"]},
+    ),
+    "two-3d-controllers": (
+        {"0000:3b:00.0": NVIDIA_3D, "0000:af:00.0": NVIDIA_3D},
+        None, False, "missing",
+        {"gpu_present": True, "jetson": False, "devices": ["0000:3b:00.0", "0000:af:00.0"]},
+    ),
+    "no-nvidia": (
+        {"0000:00:02.0": INTEL_VGA, "0000:00:03.0": VIRTIO_NET},
+        None, False, "missing",
+        {"gpu_present": False, "jetson": False, "devices": []},
+    ),
+    "nvidia-audio-function-only": (
+        {"0000:01:00.1": NVIDIA_HDMI_AUDIO},
+        None, False, "missing",
+        {"gpu_present": False, "jetson": False, "devices": []},
+    ),
+    "jetson-device-tree": (
+        {}, "NVIDIA Jetson Xavier NX Developer Kit", False, "missing",
+        {"gpu_present": True, "jetson": True, "devices": []},
+    ),
+    "jetson-release-file": (
+        {}, None, True, "missing",
+        {"gpu_present": True, "jetson": True, "devices": []},
+    ),
+    "raspberry-pi-device-tree": (
+        {}, "Raspberry Pi 4 Model B Rev 1.4", False, "missing",
+        {"gpu_present": False, "jetson": False, "devices": []},
+    ),
+    "no-pci-in-sysfs-lspci-finds-gpu": (
+        {}, None, False, "fake",
+        {"gpu_present": True, "jetson": False, "devices": ["0000:01:00.0"]},
+    ),
+    "pci-in-sysfs-lspci-not-asked": (
+        {"0000:00:02.0": INTEL_VGA}, None, False, "fake",
+        {"gpu_present": False, "jetson": False, "devices": []},
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def detected(tmp_path_factory):
+    """One playbook run over one local host per case (plus this machine's real /sys)."""
+    tmp_path = tmp_path_factory.mktemp("detect")
+    fake_lspci = tmp_path / "lspci"
+    fake_lspci.write_text(FAKE_LSPCI)
+    fake_lspci.chmod(0o755)
+    hosts = {}
+    for name, (devices, model, tegra, lspci, _) in CASES.items():
+        root = tmp_path / name
+        root.mkdir()
+        if tegra:
+            (root / "nv_tegra_release").write_text("# R35 (release), REVISION: 4.1, BOARD: t186ref\n")
+        hosts[name] = {
+            "nvidia_driver_cuda_sysfs_root": str(fake_sysfs(root / "sys", devices, model)),
+            "tegra_release_file": str(root / "nv_tegra_release"),
+            "lspci_command": str(fake_lspci) if lspci == "fake" else str(root / "no-lspci-here"),
+        }
+    hosts["real-sys"] = {
+        "nvidia_driver_cuda_sysfs_root": "/sys",
+        "tegra_release_file": "/etc/nv_tegra_release",
+        "lspci_command": "lspci",
+    }
     playbook = tmp_path / "detect.yml"
     playbook.write_text(DETECT_PLAYBOOK)
-    run = run_playbook(
-        playbook,
-        localhost_inventory(tmp_path),
-        extra_vars={
-            "nvidia_driver_cuda_sysfs_root": str(sysfs_root),
-            # No Jetson release file on the controller; point at one the test controls.
-            "__nvidia_driver_cuda_tegra_release_file": str(tmp_path / "nv_tegra_release"),
-        },
-    )
+    run = run_playbook(playbook, localhost_inventory(tmp_path, hosts), "--forks", "6")
     assert run.returncode == 0, run.describe()
-    return run.results("Report")["localhost"]["msg"]
+    return run
 
 
-@pytest.mark.parametrize(
-    ("devices", "expected"),
-    [
-        pytest.param(
-            {"0000:00:02.0": INTEL_VGA, "0000:01:00.0": NVIDIA_VGA, "0000:01:00.1": NVIDIA_HDMI_AUDIO},
-            ["0000:01:00.0"],
-            id="desktop-gpu-beside-intel-graphics",
-        ),
-        pytest.param(
-            {"0000:3b:00.0": NVIDIA_3D, "0000:af:00.0": NVIDIA_3D},
-            ["0000:3b:00.0", "0000:af:00.0"],
-            id="two-3d-controllers",
-        ),
-        pytest.param({"0000:00:02.0": INTEL_VGA, "0000:00:03.0": VIRTIO_NET}, [], id="no-nvidia"),
-        pytest.param({"0000:01:00.1": NVIDIA_HDMI_AUDIO}, [], id="nvidia-audio-function-only"),
-    ],
-)
-def test_gpu_detection_from_fake_sysfs(tmp_path, devices, expected):
-    report = detect(tmp_path, fake_sysfs(tmp_path / "sys", devices))
-    assert report["devices"] == expected
-    assert report["gpu_present"] is bool(expected)
-    assert report["jetson"] is False
+@pytest.mark.parametrize("host", CASES)
+def test_gpu_detection(detected, host):
+    assert detected.results("Report")[host]["msg"] == CASES[host][-1]
 
 
-def test_jetson_detected_from_device_tree_model(tmp_path):
-    report = detect(tmp_path, fake_sysfs(tmp_path / "sys", {}, model="NVIDIA Jetson Xavier NX Developer Kit"))
-    assert report == {"gpu_present": True, "jetson": True, "devices": []}
+def test_lspci_asked_only_when_sysfs_lists_no_pci_device(detected):
+    asked = detected.results("Detect | Ask lspci when sysfs lists no PCI devices")
+    assert not asked["no-pci-in-sysfs-lspci-finds-gpu"].get("skipped")
+    assert asked["pci-in-sysfs-lspci-not-asked"].get("skipped") is True
 
 
-def test_jetson_detected_from_tegra_release_file(tmp_path):
-    (tmp_path / "nv_tegra_release").write_text("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref\n")
-    report = detect(tmp_path, fake_sysfs(tmp_path / "sys", {}))
-    assert report["jetson"] is True
-
-
-def test_this_machine_has_no_gpu_in_real_sysfs(tmp_path):
+def test_this_machine_has_no_gpu_in_real_sysfs(detected):
     """The real /sys of the controller, read independently here, agrees with the role."""
     real = []
     for device in sorted(Path("/sys/bus/pci/devices").iterdir()):
         if (device / "vendor").read_text().strip() == "0x10de" and (device / "class").read_text().startswith("0x03"):
             real.append(device.name)
-    report = detect(tmp_path, "/sys")
+    report = detected.results("Report")["real-sys"]["msg"]
     assert report["devices"] == real
     assert report["gpu_present"] is bool(real)
+    assert report["jetson"] is Path("/etc/nv_tegra_release").exists()
 
 
 def run_whole_role(tmp_path: Path, sysfs_root: Path, **extra) -> object:
