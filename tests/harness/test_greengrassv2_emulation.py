@@ -16,6 +16,9 @@ import urllib.request
 
 import pytest
 import yaml
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 pytestmark = pytest.mark.aws
@@ -347,3 +350,47 @@ def test_the_shape_check_catches_what_the_parser_would_let_through(gg2):
     required = gg2.meta.service_model.operation_model("CreateComponentVersion").output_shape
     no_status = {"componentName": "a", "componentVersion": "1.0.0", "creationTimestamp": 1.0}
     assert "Op.status: required member missing" in _check_shape(required, no_status, "Op")
+
+
+def _signed(endpoint, method, path, body=None):
+    """A request signed like boto3's but sent without botocore's client-side validation: (status, JSON)."""
+    data = json.dumps(body).encode() if body is not None else None
+    aws_request = AWSRequest(
+        method=method, url=endpoint.url + path, data=data, headers={"Content-Type": "application/json"}
+    )
+    SigV4Auth(Credentials("testing", "testing"), "greengrass", "us-east-1").add_auth(aws_request)
+    request = urllib.request.Request(  # noqa: S310 - loopback test endpoint
+        aws_request.url, data=data, method=method, headers=dict(aws_request.headers.items())
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"{}"), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}"), dict(error.headers)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"),
+    [
+        ("POST", "/greengrass/v2/deployments", {"components": {}}, "Missing required parameter"),
+        (
+            "POST",
+            "/greengrass/v2/deployments",
+            {"targetArn": "arn:aws:iot:us-east-1:1:thinggroup/g", "bogus": 1},
+            "Unknown parameter",
+        ),
+        ("POST", "/greengrass/v2/createComponentVersion", {"inlineRecipe": 5}, "Invalid type"),
+        ("GET", "/greengrass/v2/deployments?maxResults=500", None, "valid range"),
+    ],
+    ids=["missing-member", "unknown-member", "wrong-type", "out-of-range"],
+)
+def test_requests_are_validated_against_the_model_server_side(clean_aws, method, path, body, expected):
+    status, answer, headers = _signed(clean_aws, method, path, body)
+    assert status == 400
+    assert headers.get("x-amzn-ErrorType") == "ValidationException"
+    assert expected in answer["message"]
+
+
+def test_a_valid_raw_request_is_served(clean_aws):
+    status, answer, _ = _signed(clean_aws, "GET", "/greengrass/v2/deployments?maxResults=5&historyFilter=ALL")
+    assert (status, answer) == (200, {"deployments": []})

@@ -8,7 +8,9 @@ Flask app; every V2 path starts with ``/greengrass/v2/`` and no V1 route does, s
 collide. Product code reaches this only through ``AWS_ENDPOINT_URL`` / ``endpoint_url``.
 
 Emulated (shapes and HTTP methods/URIs as in the service model; errors as ``restJson1`` with
-``x-amzn-ErrorType``):
+``x-amzn-ErrorType``; every request is first checked against botocore's input shape - unknown or
+missing members, types, lengths, ranges - and refused with ``ValidationException`` as the service
+would, whatever client sent it):
   CreateComponentVersion (``inlineRecipe`` JSON or YAML; name and version read from the recipe;
     ``ConflictException`` for an existing name+version; artifacts ``s3://`` found in the
     emulated S3 get a ``Digest``/``Algorithm`` in the stored recipe, a missing one makes the
@@ -27,8 +29,8 @@ Emulated (shapes and HTTP methods/URIs as in the service model; errors as ``rest
 NOT emulated: public (AWS-published) components and their catalog, ``lambdaFunction`` recipe
 sources, component platform resolution and dependency resolution, ``ServiceQuotaExceeded``,
 ``clientToken`` idempotency, IoT jobs (the ``iotJobId``/``iotJobArn`` returned name no real job:
-rollout, abort and timeout settings are stored and returned, never executed), deployments to
-thing targets of devices that join a group later, client devices, tags APIs
+rollout, abort and timeout settings are stored and returned, never executed; a device added to a
+group later simply lists the group's deployments), client devices, tags APIs
 (``TagResource``/``ListTagsForResource``; tags given at creation are stored and returned),
 multiple accounts (everything lives in moto's default account), IAM authorization.
 
@@ -59,6 +61,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import hashlib
 import json
 import re
@@ -572,20 +575,32 @@ def list_effective_deployments(request, state: _State, region: str, thing_name: 
 
 _ARN = r"(?P<arn>[^/]+)"
 _ROUTES = [
-    ("POST", r"^/greengrass/v2/createComponentVersion$", create_component_version, "region"),
-    ("GET", r"^/greengrass/v2/components$", list_components, "region"),
-    ("GET", r"^/greengrass/v2/components/" + _ARN + r"/metadata$", describe_component, "arn"),
-    ("GET", r"^/greengrass/v2/components/" + _ARN + r"/versions$", list_component_versions, "arn"),
-    ("GET", r"^/greengrass/v2/components/" + _ARN + r"$", get_component, "arn"),
-    ("DELETE", r"^/greengrass/v2/components/" + _ARN + r"$", delete_component, "arn"),
-    ("POST", r"^/greengrass/v2/deployments$", create_deployment, "region"),
-    ("GET", r"^/greengrass/v2/deployments$", list_deployments, "region"),
-    ("GET", r"^/greengrass/v2/deployments/(?P<id>[^/]+)$", get_deployment, "id"),
-    ("DELETE", r"^/greengrass/v2/deployments/(?P<id>[^/]+)$", delete_deployment, "id"),
-    ("POST", r"^/greengrass/v2/deployments/(?P<id>[^/]+)/cancel$", cancel_deployment, "id"),
-    ("GET", r"^/greengrass/v2/coreDevices$", list_core_devices, "region"),
-    ("GET", r"^/greengrass/v2/coreDevices/(?P<thing>[^/]+)$", get_core_device, "thing"),
-    ("GET", r"^/greengrass/v2/coreDevices/(?P<thing>[^/]+)/effectiveDeployments$", list_effective_deployments, "both"),
+    ("POST", r"^/greengrass/v2/createComponentVersion$", "CreateComponentVersion", create_component_version, "region"),
+    ("GET", r"^/greengrass/v2/components$", "ListComponents", list_components, "region"),
+    ("GET", r"^/greengrass/v2/components/" + _ARN + r"/metadata$", "DescribeComponent", describe_component, "arn"),
+    (
+        "GET",
+        r"^/greengrass/v2/components/" + _ARN + r"/versions$",
+        "ListComponentVersions",
+        list_component_versions,
+        "arn",
+    ),
+    ("GET", r"^/greengrass/v2/components/" + _ARN + r"$", "GetComponent", get_component, "arn"),
+    ("DELETE", r"^/greengrass/v2/components/" + _ARN + r"$", "DeleteComponent", delete_component, "arn"),
+    ("POST", r"^/greengrass/v2/deployments$", "CreateDeployment", create_deployment, "region"),
+    ("GET", r"^/greengrass/v2/deployments$", "ListDeployments", list_deployments, "region"),
+    ("GET", r"^/greengrass/v2/deployments/(?P<id>[^/]+)$", "GetDeployment", get_deployment, "id"),
+    ("DELETE", r"^/greengrass/v2/deployments/(?P<id>[^/]+)$", "DeleteDeployment", delete_deployment, "id"),
+    ("POST", r"^/greengrass/v2/deployments/(?P<id>[^/]+)/cancel$", "CancelDeployment", cancel_deployment, "id"),
+    ("GET", r"^/greengrass/v2/coreDevices$", "ListCoreDevices", list_core_devices, "region"),
+    ("GET", r"^/greengrass/v2/coreDevices/(?P<thing>[^/]+)$", "GetCoreDevice", get_core_device, "thing"),
+    (
+        "GET",
+        r"^/greengrass/v2/coreDevices/(?P<thing>[^/]+)/effectiveDeployments$",
+        "ListEffectiveDeployments",
+        list_effective_deployments,
+        "both",
+    ),
 ]
 # The same paths in moto's url-map syntax ("{0}" is the host part moto fills in).
 FLASK_PATHS = [
@@ -609,15 +624,71 @@ def _json_response(status: int, body):
     return status, {"Content-Type": "application/json"}, json.dumps(body)
 
 
+@functools.cache
+def _service_model():
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("greengrassv2")
+
+
+def validate_request(request, operation_name: str, uri_value: str | None) -> None:
+    """Check a request against botocore's input shape, as the service does: unknown or missing members,
+    types, lengths and ranges. Clients other than botocore (or a botocore with validation off) get the
+    ValidationException the service would send."""
+    from botocore.validate import ParamValidator
+
+    shape = _service_model().operation_model(operation_name).input_shape
+    if shape is None:
+        return
+    params = {}
+    try:
+        body = json.loads(request.get_data() or b"{}") if request.method in ("POST", "PUT") else {}
+    except ValueError as exc:
+        raise ServiceError("ValidationException", "The request body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise ServiceError("ValidationException", "The request body must be a JSON object")
+    body_members = set()
+    for name, member in shape.members.items():
+        location = member.serialization.get("location")
+        wire_name = member.serialization.get("name", name)
+        if location == "uri" and uri_value is not None:
+            params[name] = uri_value
+        elif location == "querystring" and request.args.get(wire_name) is not None:
+            value = request.args.get(wire_name)
+            if member.type_name == "integer":
+                try:
+                    value = int(value)
+                except ValueError as exc:
+                    raise ServiceError("ValidationException", "%s must be an integer" % wire_name) from exc
+                # botocore checks only minimums; the service also refuses values above the maximum.
+                if "max" in member.metadata and value > member.metadata["max"]:
+                    raise ServiceError(
+                        "ValidationException",
+                        "%s=%d is not in the valid range %s-%s"
+                        % (wire_name, value, member.metadata.get("min", ""), member.metadata["max"]),
+                    )
+            params[name] = value
+        elif location is None:
+            body_members.add(name)
+            if name in body:
+                params[name] = body[name]
+    for name in set(body) - body_members:
+        params[name] = body[name]  # reported as unknown by the validator
+    report = ParamValidator().validate(params, shape)
+    if report.has_errors():
+        raise ServiceError("ValidationException", report.generate_report())
+
+
 def handle(request, full_url, headers):
-    """Entry point for every /greengrass/v2/ route: match the method and path, run the operation."""
+    """Entry point for every /greengrass/v2/ route: match the method and path, validate, run the operation."""
     region = _region(request)
     path = request.path
-    for method, pattern, operation, kind in _ROUTES:
+    for method, pattern, operation_name, operation, kind in _ROUTES:
         match = re.match(pattern, path)
         if not match or request.method != method:
             continue
         try:
+            validate_request(request, operation_name, match.group(1) if match.groups() else None)
             with _LOCK:
                 state = _state(region)
                 if kind == "region":
