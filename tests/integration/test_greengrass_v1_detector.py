@@ -363,6 +363,13 @@ def test_detector_groups_idempotent_and_code_change(
     # version and one new deployment (a core resolves the alias only when a deployment reaches it).
     with (sources / "greengrass_object_detector.py").open("a") as code:
         code.write("\n# changed by the test\n")
+    # Check mode sees it coming (new version, new group versions, new deployments) and writes nothing.
+    predicted = run_playbook(ansible_env, inventory, playbook, tmp_path / "check-change.log", check=True)
+    assert predicted.returncode == 0, predicted.stdout[-6000:]
+    summary = recap(predicted.stdout)
+    assert all(summary[host]["changed"] >= 2 for host in HOSTS), summary  # group and deployment
+    assert fleet.counts() == before
+    assert '"DETECTOR_LAMBDA_VERSION": "2"' in predicted.stdout or "DETECTOR_LAMBDA_VERSION: '2'" in predicted.stdout
     third = run_playbook(ansible_env, inventory, playbook, tmp_path / "run3.log")
     assert third.returncode == 0, f"third run failed; log {tmp_path / 'run3.log'}\n{third.stdout[-6000:]}"
     after = fleet.counts()
