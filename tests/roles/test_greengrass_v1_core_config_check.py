@@ -1,0 +1,99 @@
+"""The JSON check greengrass_v1_core runs (template `validate:`) before a new config.json replaces the old one.
+
+The check's Python lives in roles/greengrass_v1_core/vars/main.yml; here it runs exactly as the device runs
+it (`python3 -c <code> <file>`) against a correct V1 config.json and broken variants.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROLE = Path(__file__).resolve().parents[2] / "roles" / "greengrass_v1_core"
+CHECK = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__greengrass_v1_core_config_check"]
+
+GOOD = {
+    "coreThing": {
+        "caPath": "root.ca.pem",
+        "certPath": "core.cert.pem",
+        "keyPath": "core.private.key",
+        "thingArn": "arn:aws:iot:us-east-1:123456789012:thing/edge-01-core",
+        "iotHost": "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com",
+        "ggHost": "greengrass-ats.iot.us-east-1.amazonaws.com",
+        "keepAlive": 600,
+    },
+    "runtime": {"cgroup": {"useSystemd": "yes"}},
+    "managedRespawn": False,
+    "crypto": {
+        "caPath": "file:///greengrass/certs/root.ca.pem",
+        "principals": {
+            "IoTCertificate": {
+                "privateKeyPath": "file:///greengrass/certs/core.private.key",
+                "certificatePath": "file:///greengrass/certs/core.cert.pem",
+            },
+            "SecretsManager": {"privateKeyPath": "file:///greengrass/certs/core.private.key"},
+        },
+    },
+}
+
+
+def run_check(tmp_path: Path, doc) -> subprocess.CompletedProcess:
+    path = tmp_path / "config.json"
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return subprocess.run([sys.executable, "-c", CHECK, str(path)], capture_output=True, text=True, check=False)
+
+
+def test_accepts_a_v1_config(tmp_path):
+    done = run_check(tmp_path, GOOD)
+    assert done.returncode == 0, done.stderr
+
+
+def _without(path: str) -> dict:
+    doc = copy.deepcopy(GOOD)
+    *parents, last = path.split(".")
+    node = doc
+    for part in parents:
+        node = node[part]
+    del node[last]
+    return doc
+
+
+def _with(path: str, value) -> dict:
+    doc = copy.deepcopy(GOOD)
+    *parents, last = path.split(".")
+    node = doc
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        (_without("coreThing.thingArn"), "coreThing.thingArn: missing"),
+        (_with("coreThing.iotHost", ""), "coreThing.iotHost: must be a non-empty string"),
+        (_with("coreThing.keepAlive", "600"), "coreThing.keepAlive: expected int"),
+        (_with("coreThing.keepAlive", True), "coreThing.keepAlive: expected int"),
+        (_with("runtime.cgroup.useSystemd", "true"), "runtime.cgroup.useSystemd: expected yes or no"),
+        (_with("managedRespawn", "false"), "managedRespawn: expected bool"),
+        (_without("crypto.principals.SecretsManager"), "crypto.principals.SecretsManager.privateKeyPath: missing"),
+        (_with("crypto.caPath", "/greengrass/certs/root.ca.pem"), "crypto.caPath: expected a file:/// URL"),
+    ],
+)
+def test_rejects_a_broken_config_naming_the_key(tmp_path, doc, reason):
+    done = run_check(tmp_path, doc)
+    assert done.returncode != 0
+    assert "config.json rejected" in done.stderr
+    assert reason in done.stderr
+
+
+def test_rejects_text_that_is_not_json(tmp_path):
+    done = run_check(tmp_path, '{"coreThing": ')
+    assert done.returncode != 0
