@@ -24,7 +24,8 @@ description:
     are returned either way.
   - Every component version (except AWS-published C(aws.greengrass.*) ones) must exist and be C(DEPLOYABLE), and the
     thing group must exist; both are checked, with the other inputs, before anything is written.
-  - O(state=absent) cancels the group's active deployment and deletes the group's deployments.
+  - O(state=absent) cancels the group's active deployment and deletes the group's deployments. Components already
+    on the devices stay there (a core device keeps its last deployment); deploy a smaller set to remove components.
 author:
   - edgeml.greengrass contributors (@edgeml)
 options:
