@@ -220,6 +220,35 @@ class Fleet:
         return getter(**{key: definition_id, f"{kind.capitalize()}DefinitionVersionId": version_id})["Definition"]
 
 
+def build_package(env: dict, sources: Path, dest: Path) -> subprocess.CompletedProcess:
+    """The role's packaging module, run alone on the controller."""
+    arguments = {
+        "source_dir": str(sources),
+        "python_packages": ["greengrasssdk"],
+        "exclude": ["ruff.toml"],
+        "dest": str(dest),
+    }
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible"),
+            "localhost",
+            "-m",
+            "greengrass_v1_lambda_package",
+            "-a",
+            json.dumps(arguments),
+            "-e",
+            json.dumps({"ansible_python_interpreter": sys.executable}),
+        ],
+        env=dict(env, ANSIBLE_LIBRARY=str(ROLE_DIR / "library"), ANSIBLE_NOCOLOR="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
 def test_package_is_reproducible(tmp_path, sources, ansible_env):
     """Two builds from the same sources (different mtimes) give the same bytes; the zip holds what it should."""
     builds = []
@@ -227,38 +256,14 @@ def test_package_is_reproducible(tmp_path, sources, ansible_env):
         for path in sources.rglob("*"):
             path.touch()  # new mtimes each time: they must not reach the zip
         dest = tmp_path / f"build{attempt}" / "detector.zip"
-        proc = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "ansible"),
-                "localhost",
-                "-m",
-                "greengrass_v1_lambda_package",
-                "-a",
-                json.dumps(
-                    {
-                        "source_dir": str(sources),
-                        "python_packages": ["greengrasssdk"],
-                        "exclude": ["ruff.toml"],
-                        "dest": str(dest),
-                    }
-                ),
-                "-e",
-                json.dumps({"ansible_python_interpreter": sys.executable}),
-            ],
-            env=dict(ansible_env, ANSIBLE_LIBRARY=str(ROLE_DIR / "library"), ANSIBLE_NOCOLOR="1"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "CHANGED" in proc.stdout, "a new zip must be reported as changed"
+        assert "CHANGED" in build_package(ansible_env, sources, dest).stdout, "a new zip must be reported as changed"
         builds.append(dest)
 
     digests = [hashlib.sha256(path.read_bytes()).hexdigest() for path in builds]
     assert digests[0] == digests[1], "same sources gave different zips"
     with zipfile.ZipFile(builds[0]) as archive:
         infos = archive.infolist()
+        archive.extractall(tmp_path / "unpacked")  # noqa: S202 - our own zip, names checked below
     names = [info.filename for info in infos]
     assert names == sorted(names)
     assert "greengrass_object_detector.py" in names and "object_detector.py" in names
@@ -266,6 +271,31 @@ def test_package_is_reproducible(tmp_path, sources, ansible_env):
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n == "ruff.toml" or "mxnet" in n]
     assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
     assert {(info.external_attr >> 16) & 0o7777 for info in infos} == {0o644}
+
+    # The unpacked zip is importable as Lambda would load it (MXNet/OpenCV from this Python, like a device's).
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import greengrass_object_detector as h, greengrasssdk; "
+            "assert callable(h.function_handler); print(greengrasssdk.__file__)",
+        ],
+        cwd=tmp_path / "unpacked",
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "unpacked")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip().startswith(str(tmp_path / "unpacked" / "greengrasssdk"))
+
+    # Same sources again: not rewritten, not changed. One changed byte: changed, and a different hash.
+    assert "CHANGED" not in build_package(ansible_env, sources, builds[1]).stdout
+    assert hashlib.sha256(builds[1].read_bytes()).hexdigest() == digests[1]
+    (sources / "object_detector.py").write_text((sources / "object_detector.py").read_text() + "\n")
+    assert "CHANGED" in build_package(ansible_env, sources, builds[1]).stdout
+    assert hashlib.sha256(builds[1].read_bytes()).hexdigest() != digests[1]
 
 
 def test_detector_groups_idempotent_and_code_change(
