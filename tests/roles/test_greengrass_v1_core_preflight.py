@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -230,3 +231,15 @@ def test_archive_url_is_checked_before_anything_is_written_then_installs(tmp_pat
     assert state.stdout.split() == ["active", standin["sha256"]], state.stdout + state.stderr
     leftovers = fleet.run(host, "ls /var/tmp | grep -c greengrass-core || true")
     assert leftovers.stdout.strip() == "0", "the downloaded archive must be removed after unpacking"
+
+    # Check mode on the converged device: predicts the config.json change, with a diff, and writes nothing.
+    pid_before = fleet.run(host, "cat /run/greengrassd.pid").stdout.strip()
+    run = run_role(tmp_path, fleet, {**url_vars, "greengrass_v1_core_keep_alive": 300}, "--check", "--diff")
+    assert run.returncode == 0, run.describe()
+    predicted = run.results("Configure | Write config.json, validated before it replaces the old one")[host]
+    assert predicted.get("changed"), predicted
+    diff = predicted["diff"][0] if isinstance(predicted["diff"], list) else predicted["diff"]
+    assert '"keepAlive": 600' in diff["before"] and '"keepAlive": 300' in diff["after"], diff
+    config_now = json.loads(fleet.run(host, "sudo cat /greengrass/config/config.json").stdout)
+    assert config_now["coreThing"]["keepAlive"] == 600
+    assert fleet.run(host, "cat /run/greengrassd.pid").stdout.strip() == pid_before, "check mode must not restart"
