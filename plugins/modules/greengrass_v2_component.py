@@ -189,7 +189,14 @@ class ComponentRun:
         for uri in gg2.recipe_artifact_uris(self.recipe):
             if not uri.startswith("s3://"):
                 continue
-            fingerprint = gg2.head_s3_object(self.s3(), uri)
+            try:
+                fingerprint = gg2.head_s3_object(self.s3(), uri)
+            except botocore.exceptions.ClientError as error:
+                self.module.fail_json_aws(
+                    error,
+                    msg="could not read recipe artifact %s (s3:HeadObject); grant it, or set check_artifacts: false "
+                    "to let only the recipe decide" % uri,
+                )
             if fingerprint is None:
                 missing.append(uri)
             found[uri] = fingerprint
