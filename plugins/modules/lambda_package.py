@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: greengrass_v1_lambda_package
+module: lambda_package
 short_description: Build a reproducible Lambda deployment package (zip) from a source folder and pure-Python packages
 description:
   - Zips the files of O(source_dir) at the root of the archive, plus each package of O(python_packages) as
@@ -19,7 +19,8 @@ description:
   - Writes O(dest) only when the archive's SHA-256 differs from the file already there, and reports
     C(changed) only then.
   - Bytecode caches, dot files and the files named in O(exclude) are left out.
-  - Role-internal module of edgeml.greengrass's greengrass_v1_detector role; runs on the controller.
+  - Runs on the controller. Used by the greengrass_v1_detector role; generation-neutral (a Greengrass V2
+    Lambda component imports the same package).
 options:
   source_dir:
     description: Folder whose files go at the root of the archive.
@@ -47,7 +48,7 @@ author:
 
 EXAMPLES = r"""
 - name: Package the inference Lambda
-  greengrass_v1_lambda_package:
+  edgeml.greengrass.lambda_package:
     source_dir: "{{ role_path }}/../../files/inference_lambda"
     python_packages: [greengrasssdk]
     dest: ~/.cache/edgeml/object-detector.zip
