@@ -131,7 +131,11 @@ def _public_key_with_openssl(cert_path: Path, key_path: Path) -> tuple[bytes, by
             raise ConfigError(f"openssl {args[0]} could not read {args[2]}: {done.stderr.decode(errors='replace')}")
         return done.stdout
 
-    return run("x509", "-in", str(cert_path), "-noout", "-pubkey"), run("pkey", "-in", str(key_path), "-pubout")
+    # -passin pass: makes an encrypted key fail instead of prompting.
+    return (
+        run("x509", "-in", str(cert_path), "-noout", "-pubkey"),
+        run("pkey", "-in", str(key_path), "-pubout", "-passin", "pass:"),
+    )
 
 
 def certificate_matches_key(cert_path: Path, key_path: Path) -> bool:
