@@ -43,6 +43,7 @@ in ``object_detector``):
 ``CAPTURE_MODE``             ``inprocess`` (default) or ``files``
 ``CAPTURE_QUEUE_SIZE``       1 (default) or 2: frames each queue holds before dropping the oldest
 ``CAPTURE_LOOP``             ``1``: a video file starts over at its end (default: the pipeline ends)
+``CAPTURE_MAX_FRAMES``       end after this many frames (smoke tests, benchmarks); default 0, no limit
 ``CAPTURE_RETRY_INITIAL_S``  first retry delay, default 1
 ``CAPTURE_RETRY_MAX_S``      longest retry delay, default 30
 ``CAPTURE_FRAME_DIR``        files mode: where frames are written, default ``/tmp/edgeml-frames``
@@ -91,6 +92,7 @@ class CaptureSettings:
         mode: str = "inprocess",
         queue_size: Any = 1,
         loop: bool = False,
+        max_frames: Any = 0,
         retry_initial_s: Any = 1.0,
         retry_max_s: Any = 30.0,
         frame_dir: str = "/tmp/edgeml-frames",
@@ -109,6 +111,7 @@ class CaptureSettings:
         self.mode = mode
         self.queue_size = int(_number("CAPTURE_QUEUE_SIZE", queue_size, minimum=1, maximum=2, integer=True))
         self.loop = bool(loop)
+        self.max_frames = int(_number("CAPTURE_MAX_FRAMES", max_frames, minimum=0, integer=True))
         self.retry_initial_s = _number("CAPTURE_RETRY_INITIAL_S", retry_initial_s, minimum=0.001)
         self.retry_max_s = _number("CAPTURE_RETRY_MAX_S", retry_max_s, minimum=self.retry_initial_s)
         self.frame_dir = frame_dir
@@ -129,6 +132,7 @@ class CaptureSettings:
             mode=env.get("CAPTURE_MODE", "inprocess").strip().lower(),
             queue_size=env.get("CAPTURE_QUEUE_SIZE", 1),
             loop=loop in ("1", "true"),
+            max_frames=env.get("CAPTURE_MAX_FRAMES", 0),
             retry_initial_s=env.get("CAPTURE_RETRY_INITIAL_S", 1.0),
             retry_max_s=env.get("CAPTURE_RETRY_MAX_S", 30.0),
             frame_dir=env.get("CAPTURE_FRAME_DIR", "/tmp/edgeml-frames"),
@@ -260,13 +264,21 @@ class VideoPipeline:
                 self._report_and_wait(str(exc))
                 continue
             source.close()
+            if self._frame_limit_reached():
+                return
             if ended and not (settings.loop and source.kind == "file"):
                 LOG.info("video source %s ended", settings.source)
                 return
 
+    def _frame_limit_reached(self) -> bool:
+        return 0 < self.settings.max_frames <= self._next_index
+
     def _read_frames(self, source: FrameSource) -> bool:
-        """Reads until the end of a file (True) or stop (False); SourceError when a live source fails."""
+        """Reads until the end of a file or the frame limit (True) or stop (False); SourceError when a live
+        source fails."""
         while not self._stop.is_set():
+            if self._frame_limit_reached():
+                return True
             image, skipped = source.read(self._stop)
             if image is None:
                 return not self._stop.is_set()
