@@ -15,7 +15,7 @@ short_description: List a model archive and say whether it holds an MXNet checkp
 description:
   - Reads the member names of a C(.tar.gz) model archive (as the Greengrass V1 core unpacks it) and reports
     whether C(<prefix>-symbol.json) and C(<prefix>-<epoch>.params) are among them, at the archive's root.
-  - Reads only; role-internal module of edgeml.greengrass's greengrass_v1_detector role, run on the controller.
+  - Reads only; runs on the controller (the greengrass_v1_detector role checks its model input with it).
 options:
   path:
     description: The archive.
@@ -35,7 +35,7 @@ author:
 
 EXAMPLES = r"""
 - name: Look into the model archive
-  ssd_model_archive_info:
+  edgeml.greengrass.ssd_model_archive_info:
     path: /srv/models/ssd_512_resnet50.tar.gz
     prefix: deploy_model_algo_1
   delegate_to: localhost
