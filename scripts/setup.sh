@@ -25,6 +25,15 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# The simulated devices share this machine's kernel, and Greengrass requires hardlink/symlink
+# protection (systemd-based distributions turn it on by default; some container hosts don't).
+if [[ $EUID -eq 0 ]]; then
+  for setting in fs.protected_hardlinks fs.protected_symlinks; do
+    [[ "$(sysctl -n "$setting" 2>/dev/null)" == 1 ]] || sysctl -qw "$setting=1" ||
+      echo "setup: cannot set $setting=1; Greengrass core tests will fail" >&2
+  done
+fi
+
 VENV="$REPO_ROOT/.venv"
 stamp="$VENV/.requirements.sha256"
 want="$(cat "$REPO_ROOT/requirements-dev.txt" "$REPO_ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
