@@ -249,6 +249,10 @@ def test_a_key_that_does_not_match_the_certificate_keeps_the_nucleus_from_starti
     assert run.returncode == 0, run.describe()
     state = fleet.run(host, "systemctl is-active greengrass; systemctl is-enabled greengrass")
     assert state.stdout.split() == ["active", "enabled"], state.stdout + state.stderr
+    # Check mode on the converged device predicts nothing to do.
+    run = run_role(tmp_path, fleet, good_vars(standin, host), "--check")
+    assert run.returncode == 0, run.describe()
+    assert run.stats(host).get("changed", 0) == 0, run.output.get("stats")
 
     # The key under the nucleus is swapped for one the certificate does not belong to.
     swapped = sudo(
@@ -267,10 +271,23 @@ def test_a_key_that_does_not_match_the_certificate_keeps_the_nucleus_from_starti
     substate = fleet.run(host, "systemctl show --property=SubState --value greengrass").stdout.strip()
     assert substate != "running", substate
 
-    # The role puts the device's own key back and the nucleus runs again.
+    # Only the run phase: the swapped key stays, and the installer refuses it; the role says why.
+    run = run_role(tmp_path, fleet, good_vars(standin, host), "--tags", "greengrass_v2_nucleus_run")
+    assert run.returncode != 0, run.describe()
+    task, message = failed_task(run, host)
+    assert task == "Run | Report why the installer failed", task
+    assert "does not match the certificate" in message, message
+
+    # The role puts the device's own key back: that is what the installer last applied, so it does not
+    # run again; the service (stopped for the refused install) is started and runs again.
     run = run_role(tmp_path, fleet, good_vars(standin, host))
     assert run.returncode == 0, run.describe()
-    assert run.results("Run | Run the installer (--init-config, --setup-system-service true)")[host].get("changed")
+    assert run.results("Configure | Place the private key in the root folder, readable by root only")[host].get(
+        "changed"
+    )
+    assert run.results("Run | Run the installer (--init-config, --setup-system-service true)")[host].get("skipped")
+    assert run.results("Run | Enable and start greengrass")[host].get("changed")
+    assert not run.results("Run | Wait to see that greengrass stays up")[host].get("skipped")
     assert fleet.run(host, "systemctl is-active greengrass").stdout.strip() == "active"
     pid = fleet.run(host, "systemctl show --property=MainPID --value greengrass").stdout.strip()
 
