@@ -60,6 +60,15 @@ step "ansible-playbook playbooks/site.yml"
 ansible-playbook playbooks/site.yml \
   -i inventories/local_testbed -i "$STATE/devices.yml" -e "@$STATE/artefacts.yml"
 
+step "ansible-playbook playbooks/site.yml again: a second run must change nothing"
+ansible-playbook playbooks/site.yml \
+  -i inventories/local_testbed -i "$STATE/devices.yml" -e "@$STATE/artefacts.yml" | tee "$STATE/second-run.log"
+if grep -E '^\S+ +: ok=[0-9]+ +changed=[1-9]' "$STATE/second-run.log"; then
+  echo "demo: the second run changed something (above): site.yml is not idempotent" >&2
+  exit 1
+fi
+echo "second run: changed=0 on every device"
+
 step "smoke test: the deployed detector on a device, results back on the controller"
 ansible-playbook playbooks/smoke_test.yml \
   -i inventories/local_testbed -i "$STATE/devices.yml" -e "@$STATE/artefacts.yml" \
