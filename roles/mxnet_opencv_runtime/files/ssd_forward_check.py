@@ -50,7 +50,9 @@ def build_ssd():
             feature, num_filter=anchors_per_cell * (NUM_CLASSES + 1), kernel=(3, 3), pad=(1, 1), name=f"cls{index}"
         )
         class_preds.append(mx.sym.flatten(mx.sym.transpose(cls, axes=(0, 2, 3, 1))))
-        box = mx.sym.Convolution(feature, num_filter=anchors_per_cell * 4, kernel=(3, 3), pad=(1, 1), name=f"box{index}")
+        box = mx.sym.Convolution(
+            feature, num_filter=anchors_per_cell * 4, kernel=(3, 3), pad=(1, 1), name=f"box{index}"
+        )
         box_preds.append(mx.sym.flatten(mx.sym.transpose(box, axes=(0, 2, 3, 1))))
     anchor = mx.sym.reshape(mx.sym.concat(*anchors, dim=1), shape=(0, -1, 4), name="anchors")
     cls_pred = mx.sym.reshape(mx.sym.concat(*class_preds, dim=1), shape=(0, -1, NUM_CLASSES + 1))
