@@ -30,7 +30,7 @@ gate() {
 python -m tests.testbed.edge_devices down --stale >/dev/null 2>&1 || true
 
 gate "ruff check" ruff check .
-gate "ruff format" ruff format --check plugins tests bench files
+gate "ruff format" ruff format --check .
 gate "ansible-lint (production profile)" ansible-lint --offline
 gate "ansible-test sanity (plugins, no ignore files)" bash scripts/sanity.sh
 gate "simulated device image" python -m tests.testbed.edge_devices build-image
