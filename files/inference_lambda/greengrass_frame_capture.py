@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any, Dict, Mapping, Optional
 
-from object_detector import DEFAULT_OUTPUT_TOPIC, Publisher
+from object_detector import DEFAULT_OUTPUT_TOPIC, DetectorConfig, ObjectDetector, Publisher
 from video_pipeline import CaptureSettings, SettingsError, VideoPipeline
 
 LOG = logging.getLogger(__name__)
@@ -73,7 +73,9 @@ def start(environ: Optional[Mapping[str, str]] = None) -> Optional[VideoPipeline
         except Exception:  # noqa: BLE001 - nothing else to report it with
             LOG.exception("publishing the settings error failed")
         return None
-    _pipeline = VideoPipeline(settings, _publish)
+    _pipeline = VideoPipeline(
+        settings, _publish, detector_factory=lambda: ObjectDetector(DetectorConfig.from_environ(source))
+    )
     _thread = threading.Thread(target=_run, args=(_pipeline,), name="frame-capture", daemon=True)
     _thread.start()
     return _pipeline
