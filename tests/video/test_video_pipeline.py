@@ -340,3 +340,18 @@ def test_drop_oldest_queue_never_exceeds_its_size():
     assert len(queue) == 2 and queue.high_water == 2 and queue.dropped == 3 and queue.put_count == 5
     assert [queue.get(0).index, queue.get(0).index, queue.get(0)] == [3, 4, None]
     assert list(queue.drop_log) == [(0, 2), (1, 3), (2, 4)]
+
+
+def test_a_looped_file_continues_the_frame_count_until_the_frame_limit(small_model, tmp_path):
+    video = write_video(tmp_path / "short.avi", 8)
+    messages = Messages()
+    settings = vp.CaptureSettings(str(video), rate=0, loop=True, max_frames=30)
+    pipeline = vp.VideoPipeline(settings, messages, detector_factory=lambda: real_detector(small_model))
+    stats = run_with_deadline(pipeline)
+    assert stats["frames_captured"] == 30
+    assert_accounting(stats, 1)
+    results = messages.results()
+    assert results[-1]["frame_index"] == 29
+    for payload in results:
+        # Frame i of the stream is frame i % 8 of the file; 8 is a multiple of the boxes' 4-frame cycle.
+        assert cells_of(payload) == expected_cells(payload["frame_index"] % 8)
