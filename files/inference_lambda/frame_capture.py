@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections import deque
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import cv2
 import numpy as np
@@ -135,6 +135,20 @@ class Backoff:
         self.attempt = 0
 
 
+STREAM_TIMEOUT_MS = 10000
+
+
+def _open_stream(url: str) -> Any:
+    """FFmpeg capture of a network stream with open and read time-outs, so a dead camera cannot hang us."""
+    params = []
+    for name in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
+        if hasattr(cv2, name):  # OpenCV 4.5.2 and later
+            params += [getattr(cv2, name), STREAM_TIMEOUT_MS]
+    if params:
+        return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+    return cv2.VideoCapture(url)
+
+
 class FrameSource:
     """An opened ``cv2.VideoCapture`` that yields BGR frames at (at most) ``rate`` per second."""
 
@@ -144,6 +158,7 @@ class FrameSource:
         self.rate = float(rate)
         self._capture = None  # type: Any
         self._next_due = 0.0
+        self.skipped = 0
 
     @property
     def live(self) -> bool:
@@ -156,6 +171,8 @@ class FrameSource:
             raise SourceError("camera device not found: {}".format(self.source))
         if self.kind == "camera":
             capture = cv2.VideoCapture(int(self.source[len("/dev/video") :]), cv2.CAP_V4L2)
+        elif self.kind == "stream":
+            capture = _open_stream(self.source)
         else:
             capture = cv2.VideoCapture(self.source)
         if not capture.isOpened():
@@ -172,15 +189,15 @@ class FrameSource:
             self._capture.release()
             self._capture = None
 
-    def read(self, stop: threading.Event) -> Tuple[Optional[np.ndarray], int]:
-        """The next frame due by the rate (None at the end of a file) and how many live frames were skipped.
+    def read(self, stop: threading.Event) -> Optional[np.ndarray]:
+        """The next frame due by the rate, or None at the end of a file (or on stop).
 
-        Raises SourceError when a live source stops giving frames.
+        Live frames grabbed but not due are counted in ``skipped``. Raises SourceError when a live
+        source stops giving frames.
         """
         capture = self._capture
         if capture is None:
             raise SourceError("video source {} is not open".format(self.source))
-        skipped = 0
         if self.live:
             # Grab (cheap, no colour conversion) every frame the source produces; decode only the due ones.
             while not stop.is_set():
@@ -188,20 +205,20 @@ class FrameSource:
                     raise SourceError("video source {} stopped giving frames".format(self.source))
                 if self.rate <= 0 or time.monotonic() >= self._next_due:
                     break
-                skipped += 1
+                self.skipped += 1
         else:
             if self.rate > 0:
                 delay = self._next_due - time.monotonic()
                 if delay > 0 and stop.wait(delay):
-                    return None, skipped
+                    return None
             if not capture.grab():
-                return None, skipped  # end of the file
+                return None  # end of the file
         ok, image = capture.retrieve()
         if not ok or image is None:
             if self.live:
                 raise SourceError("video source {} gave an undecodable frame".format(self.source))
-            return None, skipped
+            return None
         if self.rate > 0:
             # Due times keep their grid, but a consumer that fell behind does not get a burst afterwards.
             self._next_due = max(self._next_due + 1.0 / self.rate, time.monotonic() - 1.0 / self.rate)
-        return image, skipped
+        return image

@@ -279,14 +279,18 @@ class VideoPipeline:
         while not self._stop.is_set():
             if self._frame_limit_reached():
                 return True
-            image, skipped = source.read(self._stop)
+            skipped_before = source.skipped
+            try:
+                image = source.read(self._stop)
+            finally:
+                with self._lock:
+                    self.frames_skipped += source.skipped - skipped_before
             if image is None:
                 return not self._stop.is_set()
             frame = Frame(self._next_index, image, time.time(), time.monotonic())
             self._next_index += 1
             with self._lock:
                 self.frames_captured += 1
-                self.frames_skipped += skipped
             if self.settings.mode == "inprocess":
                 self.raw.put(frame)
             else:

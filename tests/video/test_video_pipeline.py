@@ -355,3 +355,41 @@ def test_a_looped_file_continues_the_frame_count_until_the_frame_limit(small_mod
     for payload in results:
         # Frame i of the stream is frame i % 8 of the file; 8 is a multiple of the boxes' 4-frame cycle.
         assert cells_of(payload) == expected_cells(payload["frame_index"] % 8)
+
+
+def test_a_live_stream_is_sampled_at_the_rate_and_reopened_when_it_ends(small_model, video_40):
+    """An HTTP stream (FFmpeg, like RTSP a live source): grabbed as fast as it comes, decoded only at the rate."""
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(video_40.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{video_40.name}"
+    messages = Messages()
+    settings = vp.CaptureSettings(url, rate=20, retry_initial_s=0.05, retry_max_s=0.1)
+    pipeline = vp.VideoPipeline(settings, messages, detector_factory=lambda: real_detector(small_model))
+    worker = threading.Thread(target=pipeline.run, daemon=True)
+    worker.start()
+    try:
+        assert wait_until(lambda: len(messages.errors()) >= 2 and len(messages.results()) >= 2)
+    finally:
+        pipeline.stop()
+        worker.join(DEADLINE_S)
+        server.shutdown()
+    assert not worker.is_alive()
+    stats = pipeline.stats()
+    assert_accounting(stats, 1)
+    # Served faster than 20 fps: most frames are grabbed and skipped undecoded, never counted as captured.
+    assert stats["frames_skipped_for_rate"] > stats["frames_captured"] > 0, stats
+    assert {e["error"] for e in messages.errors()} == {f"video source {url} stopped giving frames"}
+    for payload in messages.results():
+        assert sorted(d["label"] for d in payload["detections"]) == ["blue_box", "yellow_box"]
+
+
+def wait_until(condition, timeout=DEADLINE_S):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
