@@ -34,6 +34,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 THING_NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 THING_GROUP_NAME_RE = THING_NAME_RE
 POLICY_NAME_RE = re.compile(r"^[\w+=,.@-]{1,128}$")
+ROLE_ALIAS_RE = re.compile(r"^[\w=,@-]{1,128}$")
 ATTRIBUTE_NAME_RE = re.compile(r"^[a-zA-Z0-9_.,@/:#-]{1,128}$")
 ATTRIBUTE_VALUE_RE = re.compile(r"^[a-zA-Z0-9_.,@/:#=\[\]-]{0,800}$")
 GROUP_ID_RE = re.compile(r"^[a-zA-Z0-9-]{1,128}$")
@@ -265,6 +266,34 @@ def count_account_resources(client):
     return {"things": len(things), "certificates": len(certificates), "policies": len(policies)}
 
 
+@IoTErrorHandler.list_error_handler("describe role alias", None)
+@AWSRetry.jittered_backoff()
+def describe_role_alias(client, role_alias):
+    return client.describe_role_alias(roleAlias=role_alias)["roleAliasDescription"]
+
+
+@IoTErrorHandler.common_error_handler("create role alias")
+@AWSRetry.jittered_backoff()
+def create_role_alias(client, role_alias, role_arn, credential_duration_seconds):
+    return client.create_role_alias(
+        roleAlias=role_alias, roleArn=role_arn, credentialDurationSeconds=credential_duration_seconds
+    )
+
+
+@IoTErrorHandler.common_error_handler("update role alias")
+@AWSRetry.jittered_backoff()
+def update_role_alias(client, role_alias, role_arn, credential_duration_seconds):
+    return client.update_role_alias(
+        roleAlias=role_alias, roleArn=role_arn, credentialDurationSeconds=credential_duration_seconds
+    )
+
+
+@IoTErrorHandler.deletion_error_handler("delete role alias")
+@AWSRetry.jittered_backoff()
+def delete_role_alias(client, role_alias):
+    client.delete_role_alias(roleAlias=role_alias)
+
+
 def describe_endpoints(client):
     """The two endpoints a device needs: MQTT/HTTPS data (ATS-signed) and the credentials provider."""
     return {
@@ -317,6 +346,16 @@ def validate_thing_groups(groups):
     for group in groups or []:
         validate_thing_name(group, option="thing_groups")
     return groups
+
+
+def validate_role_alias_name(value, option="role_alias"):
+    if not isinstance(value, str) or not ROLE_ALIAS_RE.match(value):
+        raise InputError(
+            "{0}: {1!r} is not a valid AWS IoT role alias; expected 1 to 128 characters from [a-zA-Z0-9_=,@-]".format(
+                option, value
+            )
+        )
+    return value
 
 
 def validate_policy_name(value):
@@ -440,7 +479,14 @@ def default_policy_name(thing_name):
 
 
 def default_policy_document(
-    thing_name, partition, region, account_id, topic_prefixes, greengrass_v1_core, greengrass_v1_group_id=None
+    thing_name,
+    partition,
+    region,
+    account_id,
+    topic_prefixes,
+    greengrass_v1_core,
+    greengrass_v1_group_id=None,
+    token_exchange_role_aliases=None,
 ):
     """Least-privilege AWS IoT policy for one thing.
 
@@ -451,6 +497,9 @@ def default_policy_document(
     $aws/things/<core>-gda/, asks greengrass for its group role and certificates, and reads and
     reports deployments of its group. Without a known group ID the deployment statements cover any
     group in the account; pass greengrass_v1_group_id to pin them.
+
+    token_exchange_role_aliases: role aliases the device may exchange its certificate for AWS
+    credentials with (a Greengrass V2 core's token exchange service); only those aliases.
     """
     iot = "arn:{0}:iot:{1}:{2}:".format(partition, region, account_id)
     thing_arn = iot + "thing/" + thing_name
@@ -514,6 +563,14 @@ def default_policy_document(
                     "Resource": [thing_arn],
                 },
             ]
+        )
+    if token_exchange_role_aliases:
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": ["iot:AssumeRoleWithCertificate"],
+                "Resource": [iot + "rolealias/" + alias for alias in token_exchange_role_aliases],
+            }
         )
     return {"Version": "2012-10-17", "Statement": statements}
 
