@@ -652,6 +652,13 @@ class EdgeDeviceBed:
             f"ListenAddress {device.address}\n"
             "PasswordAuthentication no\n",
         )
+        # systemd-tmpfiles creates /run/nologin at boot and systemd-user-sessions removes it; on a loaded
+        # machine that service was seen failing, leaving sshd refusing the non-root user for good. The test
+        # bed does not need the boot-time login block, so the device never creates it.
+        write_file(
+            root / "etc/tmpfiles.d/systemd-nologin.conf",
+            "# edgeml test bed: no /run/nologin during boot (see tests/testbed/edge_devices.py)\n",
+        )
         edge = root / "home" / DEVICE_USER
         uid, gid = edge.stat().st_uid, edge.stat().st_gid
         (edge / ".ssh").mkdir(mode=0o700, exist_ok=True)
