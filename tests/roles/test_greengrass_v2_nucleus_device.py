@@ -17,6 +17,7 @@ import hashlib
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -235,6 +236,23 @@ def test_bad_inputs_stop_the_role_before_anything_is_written(tmp_path, edge_devi
         assert task.startswith(stage) or task.startswith("Validating arguments"), (name, value, task)
         assert name in message and words in message, (name, value, message)
         assert footprint(fleet, host) == before, (name, value)
+
+    # The URL path: get_url checks the sha256 before the archive is kept; nothing else is written.
+    push(fleet, host, Path(standin["path"]).read_bytes(), "/srv/archives/greengrass-nucleus-standin.zip")
+    wrong = hashlib.sha256(b"another archive").hexdigest()
+    url_vars = {
+        **good_vars(standin, host),
+        "greengrass_v2_nucleus_archive_src": "",
+        "greengrass_v2_nucleus_archive_url": "file:///srv/archives/greengrass-nucleus-standin.zip",
+        "greengrass_v2_nucleus_archive_checksum": wrong,
+    }
+    run = run_role(tmp_path, fleet, url_vars)
+    assert run.returncode != 0, run.describe()
+    task, message = failed_task(run, host)
+    assert task == "Install | Report the failed download", task
+    assert "greengrass_v2_nucleus_archive_url" in message and "greengrass_v2_nucleus_archive_checksum" in message
+    assert wrong in message
+    assert footprint(fleet, host) == before
 
 
 def journal(fleet, host: str) -> str:
