@@ -24,6 +24,13 @@ arriving at a full queue drops the *oldest* one queued there, and every drop is
 counted: ``frames_captured == frames_processed + frames_dropped + frames_failed``
 once the pipeline has drained. Nothing is ever queued without bound.
 
+On a CPU, MXNet's forward pass keeps every core busy, so decoding the next frame
+competes with it. The capture and preprocess threads therefore run at a lower
+priority (``CAPTURE_STAGE_NICE``, default +10, per thread on Linux): the scheduler
+gives them the cores in the forward pass's own serial gaps and between passes, and
+the forward pass is slowed as little as possible. When the detector is idle the
+frame is decoded at once, so single-frame latency does not suffer.
+
 Each processed frame publishes on ``OUTPUT_TOPIC`` the single-image payload
 (``image_size``, ``score_threshold``, ``detection_count``, ``detections_above_threshold``,
 ``detections``) plus ``source``, ``frame_index``, ``capture_timestamp`` (epoch seconds when
@@ -49,6 +56,7 @@ in ``object_detector``):
 ``CAPTURE_FRAME_DIR``        files mode: where frames are written, default ``/tmp/edgeml-frames``
 ``CAPTURE_FRAME_RING``       files mode: how many frame files are reused in turn, default 8
 ``CAPTURE_FRAME_TOPIC``      files mode: the detector's input topic, default ``blog/infer/input``
+``CAPTURE_STAGE_NICE``       niceness added to the capture and preprocess threads (0..19), default 10
 """
 
 from __future__ import annotations
@@ -78,6 +86,19 @@ LOG = logging.getLogger(__name__)
 MODES = ("inprocess", "files")
 # How often idle stages look at the stop and end flags.
 POLL_S = 0.05
+# Niceness added to the capture and preprocess threads: see the module docstring.
+DEFAULT_STAGE_NICE = 10
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Add ``nice`` to the calling thread's niceness (Linux: per thread); a no-op where that is unsupported."""
+    if not nice or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return
+    try:
+        thread_id = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread_id, min(19, os.getpriority(os.PRIO_PROCESS, thread_id) + nice))
+    except OSError as exc:
+        LOG.warning("cannot lower the priority of thread %s: %s", threading.current_thread().name, exc)
 
 
 class SettingsError(ValueError):
@@ -99,6 +120,7 @@ class CaptureSettings:
         frame_ring: Any = 8,
         frame_topic: str = DEFAULT_INPUT_TOPIC,
         output_topic: str = DEFAULT_OUTPUT_TOPIC,
+        stage_nice: Any = DEFAULT_STAGE_NICE,
     ) -> None:
         try:
             self.source_kind = describe_source(source)
@@ -118,6 +140,7 @@ class CaptureSettings:
         self.frame_ring = int(_number("CAPTURE_FRAME_RING", frame_ring, minimum=2, integer=True))
         self.frame_topic = frame_topic or DEFAULT_INPUT_TOPIC
         self.output_topic = output_topic or DEFAULT_OUTPUT_TOPIC
+        self.stage_nice = int(_number("CAPTURE_STAGE_NICE", stage_nice, minimum=0, maximum=19, integer=True))
 
     @classmethod
     def from_environ(cls, environ: Optional[Mapping[str, str]] = None) -> CaptureSettings:
@@ -139,6 +162,7 @@ class CaptureSettings:
             frame_ring=env.get("CAPTURE_FRAME_RING", 8),
             frame_topic=env.get("CAPTURE_FRAME_TOPIC", DEFAULT_INPUT_TOPIC),
             output_topic=env.get("OUTPUT_TOPIC", DEFAULT_OUTPUT_TOPIC),
+            stage_nice=env.get("CAPTURE_STAGE_NICE", DEFAULT_STAGE_NICE),
         )
 
 
@@ -227,12 +251,22 @@ class VideoPipeline:
         else:
             os.makedirs(self.settings.frame_dir, exist_ok=True)
         try:
-            self._capture_loop()
+            if self.settings.mode == "inprocess" and self.settings.stage_nice:
+                # A thread of its own, so lowering its priority leaves the caller's alone.
+                capture = threading.Thread(target=self._capture_loop_niced, name="capture", daemon=True)
+                capture.start()
+                capture.join()
+            else:
+                self._capture_loop()
         finally:
             self._captured_all.set()
             for worker in workers:
                 worker.join()
         return self.stats()
+
+    def _capture_loop_niced(self) -> None:
+        lower_thread_priority(self.settings.stage_nice)
+        self._capture_loop()
 
     # ---- capture (the calling thread) ---------------------------------------------------------------
 
@@ -327,6 +361,7 @@ class VideoPipeline:
     # ---- preprocess and forward stages ---------------------------------------------------------------
 
     def _preprocess_loop(self) -> None:
+        lower_thread_priority(self.settings.stage_nice)
         try:
             while True:
                 frame = self.raw.get(POLL_S)

@@ -393,3 +393,33 @@ def wait_until(condition, timeout=DEADLINE_S):
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.02)
     return condition()
+
+
+class PriorityProbe:
+    """Test double around the real detector recording each calling thread's niceness."""
+
+    def __init__(self, detector: od.ObjectDetector):
+        self.real = detector
+        self.config = detector.config
+        self.nice = {}
+
+    def _record(self, stage):
+        self.nice.setdefault(stage, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    def preprocess(self, image):
+        self._record("preprocess")
+        return self.real.preprocess(image)
+
+    def forward(self, batch):
+        self._record("forward")
+        return self.real.forward(batch)
+
+
+@pytest.mark.parametrize("stage_nice", [0, 10])
+def test_decode_and_preprocess_yield_the_cpu_to_the_forward_pass(small_model, video_40, stage_nice):
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    probe = PriorityProbe(real_detector(small_model))
+    settings = vp.CaptureSettings(str(video_40), rate=0, max_frames=5, stage_nice=stage_nice)
+    run_with_deadline(vp.VideoPipeline(settings, Messages(), detector_factory=lambda: probe))
+    assert probe.nice == {"preprocess": min(19, base + stage_nice), "forward": base}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base, "the caller's thread is untouched"
