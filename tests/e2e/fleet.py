@@ -1,0 +1,327 @@
+"""Helpers for running site.yml on a simulated fleet against the local AWS endpoint.
+
+Used by tests/e2e/test_site_fleet.py and bench/provision_fleet.py:
+
+- ``build_artefacts``: the demo's test-bed artefacts (stand-in core archive, small model, wheelhouse,
+  sample image) as extra vars, exactly as ``scripts/demo.sh`` makes them;
+- ``run_site``: ansible-playbook on the local_testbed inventory plus the bed's, with the JSON callback
+  (tests/roles/playbook_json.py), timed; its ``stats`` are the PLAY RECAP;
+- ``recording_endpoint`` / ``AwsRequestLog``: a local AWS endpoint whose every request is recorded
+  by moto's request recorder (method, path, headers, body), so API calls are counted and classified
+  (read or write) from what the endpoint received, with nothing in the modules instrumented;
+- ``aws_inventory``: what the endpoint holds for the fleet (things, certificates, groups, Lambda...).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import botocore.loaders
+
+from tests.roles.playbook_json import PlaybookRun, run_playbook
+from tests.testbed.aws_endpoint import LocalAwsEndpoint
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SITE_PLAYBOOK = REPO_ROOT / "playbooks" / "site.yml"
+SMOKE_TEST_PLAYBOOK = REPO_ROOT / "playbooks" / "smoke_test.yml"
+LOCAL_TESTBED_INVENTORY = REPO_ROOT / "inventories" / "local_testbed"
+# Operations that only read, by name (AWS's naming convention holds for every service used here).
+READ_PREFIXES = ("Get", "List", "Describe", "Head")
+
+
+# --------------------------------------------------------------------------- artefacts and runs
+
+
+def build_artefacts(out: Path, timeout: float = 900) -> dict:
+    """The extra vars `python -m tests.demo_artefacts --out OUT` prints (cached parts are reused)."""
+    built = subprocess.run(
+        [sys.executable, "-m", "tests.demo_artefacts", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if built.returncode != 0:
+        raise RuntimeError(f"tests.demo_artefacts failed (rc={built.returncode}):\n{built.stderr[-3000:]}")
+    return json.loads(built.stdout)
+
+
+@dataclass
+class TimedRun:
+    run: PlaybookRun
+    seconds: float
+
+    @property
+    def recap(self) -> dict[str, dict]:
+        """{host: {ok, changed, failures, unreachable, skipped, ...}}: the PLAY RECAP."""
+        return self.run.output.get("stats", {})
+
+    def host_failures(self, host: str) -> list[str]:
+        """'task: message' of each failed result on host."""
+        found = []
+        for play in self.run.output.get("plays", []):
+            for task in play.get("tasks", []):
+                result = task["hosts"].get(host)
+                if result and (result.get("failed") or result.get("unreachable")):
+                    found.append(f"{task['task']['name']}: {result.get('msg', '')}")
+        return found
+
+    def changed_tasks(self) -> dict[str, list[str]]:
+        """{host: [names of tasks that reported changed]}, for saying what a re-run changed."""
+        found: dict[str, list[str]] = {}
+        for play in self.run.output.get("plays", []):
+            for task in play.get("tasks", []):
+                for host, result in task["hosts"].items():
+                    if result.get("changed"):
+                        found.setdefault(host, []).append(task["task"]["name"])
+        return found
+
+    def output_text(self) -> str:
+        """Everything the run printed (the JSON callback's document holds every task result)."""
+        return json.dumps(self.run.output) + "\n" + self.run.stderr
+
+    def describe(self) -> str:
+        failures = {host: self.host_failures(host) for host in self.recap}
+        return f"{self.run.describe()}\nrecap={self.recap}\nfailures by host={failures}"
+
+
+def run_site(
+    playbook: Path,
+    inventories: list[Path],
+    extra_vars_file: Path,
+    env: dict[str, str],
+    extra_vars: dict | None = None,
+    timeout: float = 1800,
+) -> TimedRun:
+    """ansible-playbook PLAYBOOK -i local_testbed -i INVENTORY... -e @EXTRA_VARS_FILE, timed (wall clock)."""
+    more_inventories = [arg for inventory in inventories for arg in ("-i", str(inventory))]
+    started = time.monotonic()
+    run = run_playbook(
+        playbook,
+        LOCAL_TESTBED_INVENTORY,
+        *more_inventories,
+        "-e",
+        f"@{extra_vars_file}",
+        extra_vars=extra_vars,
+        env=env,
+        timeout=timeout,
+    )
+    return TimedRun(run, time.monotonic() - started)
+
+
+def host_vars_inventory(path: Path, host_vars: dict[str, dict]) -> Path:
+    """An extra inventory that sets variables on some edge_devices hosts (JSON is valid YAML)."""
+    document = {"all": {"children": {"edge_devices": {"hosts": host_vars}}}}
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+# --------------------------------------------------------------------------- AWS requests
+
+
+@dataclass(frozen=True)
+class AwsCall:
+    service: str
+    operation: str
+    method: str
+    path: str
+
+    @property
+    def is_write(self) -> bool:
+        if self.service == "s3":  # REST on bucket/key paths: the verb says it
+            return self.method not in ("GET", "HEAD")
+        return not self.operation.startswith(READ_PREFIXES)
+
+    def __str__(self) -> str:
+        return f"{self.service}:{self.operation} ({self.method} {self.path})"
+
+
+@dataclass
+class RestOperations:
+    """Maps (service, method, path) of a REST-protocol request to its operation via botocore's models."""
+
+    tables: dict[str, list] = field(default_factory=dict)
+
+    def table(self, service: str) -> list:
+        if service not in self.tables:
+            model = botocore.loaders.Loader().load_service_model(service, "service-2")
+            rows = []
+            for name, operation in model["operations"].items():
+                http = operation.get("http", {})
+                uri = http.get("requestUri", "/").split("?", 1)[0]
+                pattern = ""
+                for piece in re.split(r"(\{[^}]+\})", uri):
+                    if piece.startswith("{"):
+                        pattern += ".+" if piece.endswith("+}") else "[^/]+"
+                    else:
+                        pattern += re.escape(piece)
+                literal = len(re.sub(r"\{[^}]+\}", "", uri))
+                rows.append((http.get("method", "POST"), re.compile(f"^{pattern}/?$"), literal, name))
+            self.tables[service] = rows
+        return self.tables[service]
+
+    def operation(self, service: str, method: str, path: str) -> str:
+        table = self.table(service)
+        matches = [(literal, name) for m, regex, literal, name in table if m == method and regex.match(path)]
+        return max(matches)[1] if matches else f"unmapped {method} {path}"
+
+
+CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/(?P<service>[^/]+)/aws4_request")
+
+
+def classify(entry: dict, rest: RestOperations) -> AwsCall | None:
+    """The API call of one recorded request; None for the test bed's own /moto-api control calls."""
+    url = urllib.parse.urlsplit(entry["url"])
+    path, method = url.path, entry["method"]
+    if path.startswith("/moto-api/"):
+        return None
+    headers = {key.lower(): value for key, value in entry.get("headers", {}).items()}
+    scope = CREDENTIAL_SCOPE.search(headers.get("authorization", ""))
+    service = scope["service"] if scope else "unsigned"
+    body = entry.get("body") or ""
+    if entry.get("body_encoded"):
+        body = base64.b64decode(body).decode("utf-8", errors="replace")
+    if "x-amz-target" in headers:  # JSON protocol
+        return AwsCall(service, headers["x-amz-target"].rsplit(".", 1)[-1], method, path)
+    if method == "POST" and path == "/":  # query protocol (IAM, STS): the action is in the form body
+        action = urllib.parse.parse_qs(body).get("Action", ["unknown"])[0]
+        return AwsCall(service, action, method, path)
+    if service == "s3":
+        return AwsCall(service, f"{method} object/bucket", method, path)
+    return AwsCall(service, rest.operation(service, method, path), method, path)
+
+
+class AwsRequestLog:
+    """Every request the endpoint received, from moto's recorder file (one JSON document a line)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rest = RestOperations()
+
+    def entries(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def mark(self) -> int:
+        """A position in the log: calls(since=mark) are the requests after it."""
+        return len(self.entries())
+
+    def calls(self, since: int = 0) -> list[AwsCall]:
+        classified = (classify(entry, self.rest) for entry in self.entries()[since:])
+        return [call for call in classified if call is not None]
+
+    def writes(self, since: int = 0) -> list[AwsCall]:
+        return [call for call in self.calls(since) if call.is_write]
+
+    def bodies(self) -> Iterator[str]:
+        """Each request's URL, headers and body as text (for checking what reached AWS)."""
+        for entry in self.entries():
+            body = entry.get("body") or ""
+            if entry.get("body_encoded"):
+                body = base64.b64decode(body).decode("utf-8", errors="replace")
+            yield f"{entry['url']}\n{json.dumps(entry.get('headers', {}))}\n{body}"
+
+
+@contextlib.contextmanager
+def recording_endpoint(workdir: Path) -> Iterator[tuple[LocalAwsEndpoint, AwsRequestLog]]:
+    """A fresh local AWS endpoint that records every request it gets into workdir/aws_requests.jsonl.
+
+    moto's recorder reads its settings from the server's environment when it starts, so they are set
+    for the child process only (and the file is never the default ./moto_recording in the repo).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    recording = workdir / "aws_requests.jsonl"
+    settings = {"MOTO_RECORDER_FILEPATH": str(recording), "MOTO_ENABLE_RECORDING": "1", "PYTHONUNBUFFERED": "1"}
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        endpoint = LocalAwsEndpoint(log_path=workdir / "aws_endpoint.log").start()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    try:
+        yield endpoint, AwsRequestLog(recording)
+    finally:
+        endpoint.stop()
+
+
+# --------------------------------------------------------------------------- what AWS holds
+
+
+def aws_clients(endpoint: LocalAwsEndpoint):
+    env = endpoint.environment()
+    session = boto3.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_REGION"],
+    )
+    return lambda service: session.client(service, endpoint_url=endpoint.url)
+
+
+def aws_inventory(client) -> dict:
+    """What the endpoint holds that site.yml makes, in comparable form (ids, versions, statuses)."""
+    iot, greengrass, lambda_, s3 = client("iot"), client("greengrass"), client("lambda"), client("s3")
+    things = {}
+    for thing in iot.list_things()["things"]:
+        principals = iot.list_thing_principals(thingName=thing["thingName"])["principals"]
+        things[thing["thingName"]] = sorted(principals)
+    certificates = {cert["certificateArn"]: cert["status"] for cert in iot.list_certificates()["certificates"]}
+    groups = {}
+    for group in greengrass.list_groups()["Groups"]:
+        versions = greengrass.list_group_versions(GroupId=group["Id"])["Versions"]
+        deployments = greengrass.list_deployments(GroupId=group["Id"])["Deployments"]
+        groups[group["Name"]] = {
+            "id": group["Id"],
+            "latest_version": group.get("LatestVersion"),
+            "versions": len(versions),
+            "deployments": sorted(d["DeploymentId"] for d in deployments),
+        }
+    definitions = {
+        kind: len(getattr(greengrass, f"list_{kind}_definitions")()["Definitions"])
+        for kind in ("core", "function", "resource", "subscription")
+    }
+    functions = {}
+    for function in lambda_.list_functions()["Functions"]:
+        name = function["FunctionName"]
+        versions = lambda_.list_versions_by_function(FunctionName=name)["Versions"]
+        aliases = lambda_.list_aliases(FunctionName=name)["Aliases"]
+        functions[name] = {
+            "published_versions": sorted(v["Version"] for v in versions if v["Version"] != "$LATEST"),
+            "code_sha256": function["CodeSha256"],
+            "aliases": {alias["Name"]: alias["FunctionVersion"] for alias in aliases},
+        }
+    objects = {}
+    for bucket in s3.list_buckets()["Buckets"]:
+        for obj in s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
+            objects[f"{bucket['Name']}/{obj['Key']}"] = obj["ETag"]
+    return {
+        "things": things,
+        "certificates": certificates,
+        "policies": sorted(policy["policyName"] for policy in iot.list_policies()["policies"]),
+        "groups": groups,
+        "definitions": definitions,
+        "functions": functions,
+        "objects": objects,
+    }
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"

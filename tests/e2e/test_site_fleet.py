@@ -1,0 +1,363 @@
+"""End to end: playbooks/site.yml on a fleet of three simulated devices, as `scripts/demo.sh` runs it.
+
+Real parts only: systemd-booted Debian 12 devices reached over SSH (tests/testbed), a fresh local
+AWS-compatible endpoint that records every request it gets, the demo's artefacts (stand-in core archive,
+small real MXNet model, wheelhouse). One fleet and one endpoint serve the whole module; the tests run
+in order and each reads the state the previous runs left:
+
+1. first run, with one device given a bad per-host input (edgeml_gpu: true on a CPU-only device):
+   the other two complete, the bad one stops before its Greengrass core is installed;
+2. the input fixed, a re-run completes the fleet with no duplicate in AWS;
+3. a third run changes nothing on any host and makes no AWS write call;
+4. the smoke test runs the deployed detector on a device and brings back its detections;
+5. the devices' private keys never reached the controller or AWS, and are 0600 on the devices.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.demo_artefacts import SAMPLE_BOXES
+from tests.e2e.fleet import (
+    REPO_ROOT,
+    SITE_PLAYBOOK,
+    SMOKE_TEST_PLAYBOOK,
+    TimedRun,
+    aws_clients,
+    aws_inventory,
+    build_artefacts,
+    host_vars_inventory,
+    load_average,
+    recording_endpoint,
+    run_site,
+)
+from tests.inference.small_ssd import CLASS_LABELS, cell_box, class_probabilities
+from tests.testbed.edge_devices import EdgeDeviceBed, build_image
+
+pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
+
+DEVICE_COUNT = 3
+HOSTS = [f"edge-{index:02d}" for index in range(1, DEVICE_COUNT + 1)]
+# The first host on purpose: it is also the one run_once tasks (the fleet's Lambda and model) would
+# run on, and smoke_test.yml's device (edge_devices[0]), so the re-run must really finish it.
+BAD_HOST = HOSTS[0]
+GOOD_HOSTS = HOSTS[1:]
+FUNCTION_NAME = "edgeml-object-detector"
+PRIVATE_KEY = "/greengrass/certs/device.private.key"
+CORE_DAEMON = "/greengrass/ggc/core/greengrassd"
+CORE_UNIT = "/etc/systemd/system/greengrass.service"
+
+
+# --------------------------------------------------------------------------- module-wide fleet
+
+
+@pytest.fixture(scope="module")
+def workdir(request) -> Path:
+    """The module's controller-side files; kept (and named in the output) when a test failed.
+
+    Not pytest's tmp_path: pytest deletes all but its three newest base temp dirs whenever a session
+    starts, and on a machine where several pytest sessions run at once that includes a running one's.
+    """
+    path = Path(tempfile.mkdtemp(prefix="edgeml-e2e-site-fleet-"))
+    failed_before = request.session.testsfailed
+    yield path
+    if request.session.testsfailed > failed_before:
+        print(f"\ntests/e2e: runs' JSON output, AWS request record and artefacts kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def endpoint(workdir):
+    with recording_endpoint(workdir / "aws") as (aws, requests):
+        yield aws, requests
+
+
+@pytest.fixture(scope="module")
+def client(endpoint):
+    return aws_clients(endpoint[0])
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    if os.geteuid() != 0:
+        pytest.skip("simulated edge devices need root (overlay mounts, systemd-nspawn)")
+    build_image()  # a no-op when the image is cached
+    # tied: if this pytest is killed, the next `up` anywhere reaps the bed
+    bed = EdgeDeviceBed(f"pytest-{os.getpid()}-e2e-site-fleet", count=DEVICE_COUNT, tied_to_process=True)
+    bed.up()
+    try:
+        yield bed
+    finally:
+        bed.down()
+
+
+@pytest.fixture(scope="module")
+def extra_vars_file(workdir) -> Path:
+    artefacts = build_artefacts(workdir / "artefacts")
+    # The Lambda package is built on the controller from the inference code; build it from a copy taken
+    # now, so that an edit to files/inference_lambda during the module (a shared checkout) cannot turn
+    # the re-runs into real code updates, and keep the zip apart from the demo's cached one.
+    source = workdir / "inference_lambda"
+    shutil.copytree(
+        REPO_ROOT / "files" / "inference_lambda", source, ignore=shutil.ignore_patterns("__pycache__", ".*")
+    )
+    artefacts["greengrass_v1_detector_source_dir"] = str(source)
+    artefacts["greengrass_v1_detector_package_path"] = str(workdir / "package" / f"{FUNCTION_NAME}.zip")
+    path = workdir / "artefacts.json"
+    path.write_text(json.dumps(artefacts, indent=2) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(endpoint, workdir) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.update(endpoint[0].environment())
+    # Ansible's controller-side temp files land where the secrets check can read them.
+    environment["ANSIBLE_LOCAL_TEMP"] = str(workdir / "ansible-local-tmp")
+    return environment
+
+
+class Runs(dict):
+    """Every playbook run of the module by name; each one's JSON output is kept in the workdir."""
+
+    def __init__(self, workdir: Path):
+        super().__init__()
+        self.workdir = workdir
+
+    def __setitem__(self, name: str, run: TimedRun) -> None:
+        super().__setitem__(name, run)
+        (self.workdir / f"run-{name}.json").write_text(run.output_text())
+        print(f"\n{name} run: {run.seconds:.0f} s, recap {run.recap}, load average {load_average()}")
+
+
+@pytest.fixture(scope="module")
+def runs(workdir) -> Runs:
+    return Runs(workdir)
+
+
+@pytest.fixture(scope="module")
+def first_run(fleet, extra_vars_file, env, client, runs, workdir):
+    # A realistic per-host input error: the inventory says this CPU-only device has a GPU.
+    bad_input = host_vars_inventory(workdir / "bad_input.yml", {BAD_HOST: {"edgeml_gpu": True}})
+    runs["first"] = run_site(SITE_PLAYBOOK, [fleet.inventory, bad_input], extra_vars_file, env)
+    return runs["first"], aws_inventory(client)
+
+
+@pytest.fixture(scope="module")
+def second_run(first_run, fleet, extra_vars_file, env, client, runs):
+    runs["second"] = run_site(SITE_PLAYBOOK, [fleet.inventory], extra_vars_file, env)
+    return runs["second"], aws_inventory(client)
+
+
+@pytest.fixture(scope="module")
+def third_run(second_run, fleet, extra_vars_file, env, client, endpoint, runs):
+    requests = endpoint[1]
+    before = aws_inventory(client)
+    mark = requests.mark()
+    runs["third"] = run_site(SITE_PLAYBOOK, [fleet.inventory], extra_vars_file, env)
+    calls = requests.calls(since=mark)
+    return runs["third"], before, aws_inventory(client), calls
+
+
+@pytest.fixture(scope="module")
+def smoke_run(third_run, fleet, extra_vars_file, env, workdir, runs):
+    results = workdir / "smoke-results"
+    extra_vars = {"smoke_test_results_dir": str(results)}
+    runs["smoke"] = run_site(SMOKE_TEST_PLAYBOOK, [fleet.inventory], extra_vars_file, env, extra_vars=extra_vars)
+    return runs["smoke"], results
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def device(fleet: EdgeDeviceBed, host: str, command: str) -> str:
+    result = fleet.run(host, command)
+    assert result.returncode == 0, f"{host}: `{command}` exited {result.returncode}: {result.stderr.strip()}"
+    return result.stdout.strip()
+
+
+def core_state(fleet: EdgeDeviceBed, host: str) -> dict[str, str]:
+    """Whether the Greengrass core is installed and its service active on host."""
+    return {
+        "daemon": fleet.run(host, f"test -x {CORE_DAEMON}").returncode == 0,
+        "unit": fleet.run(host, f"test -f {CORE_UNIT}").returncode == 0,
+        "active": fleet.run(host, "systemctl is-active greengrass.service").stdout.strip(),
+    }
+
+
+def assert_provisioned_in_aws(inventory: dict, host: str) -> None:
+    assert host in inventory["things"], f"no IoT thing {host}: {sorted(inventory['things'])}"
+    principals = inventory["things"][host]
+    assert len(principals) == 1, f"{host} should have exactly one certificate attached, has {principals}"
+    assert inventory["certificates"].get(principals[0]) == "ACTIVE", f"{host}'s certificate is not ACTIVE"
+    group = inventory["groups"].get(f"{host}-group")
+    assert group, f"no Greengrass group {host}-group: {sorted(inventory['groups'])}"
+    assert group["latest_version"], f"{host}-group has no version"
+    assert len(group["deployments"]) == 1, f"{host}-group should have one deployment: {group['deployments']}"
+
+
+# --------------------------------------------------------------------------- 1. one failure, the others finish
+
+
+def test_first_run_provisions_the_healthy_devices_despite_one_bad_input(first_run, fleet):
+    run, inventory = first_run
+    assert set(run.recap) == set(HOSTS), run.describe()
+    for host in GOOD_HOSTS:
+        stats = run.recap[host]
+        assert stats["failures"] == 0 and stats["unreachable"] == 0, f"{host}: {stats}\n{run.describe()}"
+        assert stats["changed"] > 0, f"{host}: a first run on a bare device must change it: {stats}"
+        assert_provisioned_in_aws(inventory, host)
+        state = core_state(fleet, host)
+        assert state == {"daemon": True, "unit": True, "active": "active"}, f"{host}'s Greengrass core: {state}"
+    # The fleet-wide Lambda was made although the play's first host had failed.
+    assert list(inventory["functions"]) == [FUNCTION_NAME], inventory["functions"]
+
+
+def test_first_run_stops_the_bad_device_before_its_core(first_run, fleet):
+    run, inventory = first_run
+    assert run.run.returncode != 0, "a run with a failed host must exit non-zero"
+    assert run.recap[BAD_HOST]["failures"] == 1, run.describe()
+    failures = run.host_failures(BAD_HOST)
+    assert len(failures) == 1, failures
+    # The message names the input that is wrong, the host, and what the host lacks.
+    assert "nvidia_driver_cuda_require_gpu" in failures[0], failures
+    assert f"{BAD_HOST} has no NVIDIA GPU" in failures[0], failures
+    assert core_state(fleet, BAD_HOST) == {"daemon": False, "unit": False, "active": "inactive"}
+    assert f"{BAD_HOST}-group" not in inventory["groups"], "the failed device got a Greengrass group"
+
+
+# --------------------------------------------------------------------------- 2. the re-run completes the fleet
+
+
+def test_rerun_completes_the_fleet_without_duplicates_in_aws(first_run, second_run, fleet):
+    run, inventory = second_run
+    assert run.run.returncode == 0, run.describe()
+    for host in HOSTS:
+        assert run.recap[host]["failures"] == 0 and run.recap[host]["unreachable"] == 0, run.describe()
+        assert_provisioned_in_aws(inventory, host)
+        state = core_state(fleet, host)
+        assert state == {"daemon": True, "unit": True, "active": "active"}, f"{host}'s Greengrass core: {state}"
+
+    assert sorted(inventory["things"]) == HOSTS
+    assert len(inventory["certificates"]) == DEVICE_COUNT, inventory["certificates"]
+    assert set(inventory["certificates"].values()) == {"ACTIVE"}, inventory["certificates"]
+    assert sorted(inventory["groups"]) == [f"{host}-group" for host in HOSTS]
+    for kind, count in inventory["definitions"].items():
+        assert count == DEVICE_COUNT, f"{kind} definitions for {DEVICE_COUNT} groups: {inventory['definitions']}"
+    assert list(inventory["functions"]) == [FUNCTION_NAME], inventory["functions"]
+    assert inventory["functions"][FUNCTION_NAME]["published_versions"] == ["1"], inventory["functions"]
+    assert len(inventory["objects"]) == 1, f"one model archive expected in S3: {inventory['objects']}"
+
+    # What the first run finished is left as it was: the bad device's thing and certificate are reused,
+    # the healthy devices' groups get no new version and no new deployment.
+    first_inventory = first_run[1]
+    assert inventory["things"][BAD_HOST] == first_inventory["things"][BAD_HOST]
+    for host in GOOD_HOSTS:
+        assert inventory["groups"][f"{host}-group"] == first_inventory["groups"][f"{host}-group"], host
+        assert run.recap[host]["changed"] == 0, f"{host} was complete; the re-run changed {run.changed_tasks()}"
+
+
+# --------------------------------------------------------------------------- 3. a third run is a no-op
+
+
+def test_third_run_changes_nothing_and_writes_nothing_to_aws(third_run):
+    run, before, after, calls = third_run
+    assert run.run.returncode == 0, run.describe()
+    changed = {host: stats["changed"] for host, stats in run.recap.items()}
+    assert changed == dict.fromkeys(HOSTS, 0), f"changed: {run.changed_tasks()}"
+    # The request log is live: the run read AWS (idempotence is checked against it)...
+    assert len(calls) > DEVICE_COUNT, f"the endpoint recorded only {calls}"
+    # ...and wrote nothing.
+    writes = [str(call) for call in calls if call.is_write]
+    assert writes == [], f"{len(writes)} AWS write calls on a run that should change nothing: {writes}"
+    assert after == before
+
+
+# --------------------------------------------------------------------------- 4. smoke test
+
+
+def expected_detections() -> dict[str, tuple[float, float, float, float]]:
+    """{label: (xmin, ymin, xmax, ymax)} of the sample's boxes, as tests/demo_artefacts.py drew them."""
+    expected = {}
+    for (row, column), rgb in SAMPLE_BOXES.items():
+        label = CLASS_LABELS[int(np.argmax(class_probabilities(rgb))) - 1]
+        expected[label] = cell_box(row, column)
+    return expected
+
+
+def test_smoke_test_detects_the_sample_boxes_on_a_device(smoke_run, extra_vars_file):
+    run, results = smoke_run
+    assert run.run.returncode == 0, run.describe()
+    host = HOSTS[0]
+    detections = json.loads((results / f"{host}-detections.json").read_text())["payload"]["detections"]
+    found = {d["label"]: tuple(d["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")) for d in detections}
+    expected = expected_detections()
+    assert sorted(expected) == ["blue_box", "yellow_box"]
+    assert len(detections) == len(expected), detections
+    assert sorted(found) == sorted(expected), detections
+    for label, box in expected.items():
+        assert found[label] == pytest.approx(box, abs=1e-3), f"{label}: {found[label]} != {box}"
+
+    sample_path = json.loads(extra_vars_file.read_text())["smoke_test_image"]
+    annotated_path = results / f"{host}-annotated.png"
+    assert annotated_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "the annotated image is not a PNG"
+    annotated, sample = cv2.imread(str(annotated_path)), cv2.imread(sample_path)
+    assert annotated is not None, f"OpenCV cannot read {annotated_path}"
+    assert annotated.shape == sample.shape, f"annotated {annotated.shape} vs sample {sample.shape}"
+    assert not np.array_equal(annotated, sample), "nothing was drawn on the annotated image"
+
+
+# --------------------------------------------------------------------------- 5. secrets
+
+
+def controller_files_mentioning(roots: list[Path], needles: list[str]) -> list[str]:
+    found = []
+    for root in roots:
+        for path in [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()):
+            text = path.read_bytes().decode("utf-8", errors="replace")
+            found += [f"{path}: {needle[:12]}..." for needle in needles if needle in text]
+    return found
+
+
+def test_private_keys_stay_on_the_devices_and_are_0600(smoke_run, fleet, endpoint, runs, workdir):
+    key_lines = []
+    for host in HOSTS:
+        mode = device(fleet, host, f"sudo stat -c '%a %U' {PRIVATE_KEY}")
+        assert mode == "600 root", f"{host}:{PRIVATE_KEY} is {mode}, expected 600 root"
+        # Every PEM private key under /greengrass, wherever the roles put copies.
+        keys = device(fleet, host, "sudo grep -rl -- 'PRIVATE KEY-----' /greengrass/certs /greengrass/config || true")
+        for key in keys.split():
+            assert device(fleet, host, f"sudo stat -c %a {key}") == "600", f"{host}:{key} is not 0600"
+        # The key's base64 lines, kept in memory only, to look for on the controller.
+        pem = device(fleet, host, f"sudo cat {PRIVATE_KEY}")
+        key_lines += [line for line in pem.splitlines() if re.fullmatch(r"[A-Za-z0-9+/=]{40,}", line)]
+    assert len(key_lines) >= DEVICE_COUNT, "could not read the devices' keys"
+    needles = ["PRIVATE KEY", *key_lines]
+
+    assert set(runs) == {"first", "second", "third", "smoke"}
+    assert len(list(workdir.glob("run-*.json"))) == len(runs)
+    for name, run in runs.items():
+        text = run.output_text()
+        leaked = [needle[:12] for needle in needles if needle in text]
+        assert leaked == [], f"the {name} run's output holds private key material: {leaked}"
+
+    # The run's working files: artefacts, Lambda package, fetched results, Ansible's local temp,
+    # the endpoint's log and its record of every request (bodies included) that reached AWS.
+    scanned = sorted(p for p in workdir.rglob("*") if p.is_file())
+    assert any(p.name == "aws_requests.jsonl" for p in scanned) and len(scanned) > 5, scanned
+    assert controller_files_mentioning([workdir], needles) == []
+    sent = list(endpoint[1].bodies())
+    assert len(sent) > 100, f"only {len(sent)} requests recorded"
+    assert [body[:200] for body in sent if any(needle in body for needle in needles)] == []
+    # The scan does find a private key where there is one: the bed's own SSH key (the controller's).
+    assert controller_files_mentioning([fleet.private_key], ["PRIVATE KEY"]) != []
