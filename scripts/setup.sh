@@ -10,6 +10,8 @@ export EDGEML_CACHE="${EDGEML_CACHE:-$HOME/.cache/edgeml}"
 mkdir -p "$EDGEML_CACHE"
 
 APT_PACKAGES=(debootstrap systemd-container socat openssh-client rsync iproute2 util-linux git)
+# javac builds the stand-in Greengrass V2 nucleus (test equipment) from source.
+command -v javac >/dev/null 2>&1 || APT_PACKAGES+=(default-jdk-headless)
 
 need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -26,6 +26,10 @@ gate() {
   fi
 }
 
+# molecule installs this collection into ~/.ansible/collections, where ansible-lint would prefer that
+# (possibly older) copy to the working tree linked in .collections: drop it, molecule puts it back.
+rm -rf "$HOME/.ansible/collections/ansible_collections/edgeml/greengrass"
+
 # A test run killed half-way may have left devices behind: clean those beds before starting.
 python -m tests.testbed.edge_devices down --stale >/dev/null 2>&1 || true
 
