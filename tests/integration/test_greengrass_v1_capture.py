@@ -167,6 +167,9 @@ def test_capture_off_changes_nothing_and_on_one_host_adds_function_camera_and_wi
         "$LATEST",
         "1",
     ]
+    # Check mode on the converged fleet predicts no change either.
+    checked = run_playbook(ansible_env, inventory, playbook, tmp_path / "check.log", check=True)
+    assert_no_change(checked, fleet, before, tmp_path / "check.log")
 
     # The GPU device captures an RTSP stream and hands frames over as files: no camera resource, a shared
     # volume (written by capture, read by the detector), frames' paths routed to the detector.
