@@ -268,7 +268,7 @@ class VideoPipeline:
         lower_thread_priority(self.settings.stage_nice)
         self._capture_loop()
 
-    # ---- capture (the calling thread) ---------------------------------------------------------------
+    # ---- capture (the calling thread, or its own lower-priority one) -------------------------------
 
     def _load_detector(self) -> bool:
         while not self._stop.is_set():
@@ -290,16 +290,23 @@ class VideoPipeline:
                 self._report_and_wait(str(exc))
                 continue
             LOG.info("capturing from %s (%s) at %s fps", settings.source, source.kind, settings.rate or "source")
-            self.backoff.reset()
+            first_index = self._next_index
             try:
                 ended = self._read_frames(source)
             except SourceError as exc:
                 source.close()
+                if self._next_index > first_index:
+                    self.backoff.reset()  # it worked for a while: start over with short waits
                 self._report_and_wait(str(exc))
                 continue
             source.close()
             if self._frame_limit_reached():
                 return
+            if ended and self._next_index == first_index:
+                # Opens but gives nothing (still being written, or no video in it): retry, never spin.
+                self._report_and_wait("video source {} gave no frames".format(settings.source))
+                continue
+            self.backoff.reset()
             if ended and not (settings.loop and source.kind == "file"):
                 LOG.info("video source %s ended", settings.source)
                 return

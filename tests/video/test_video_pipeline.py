@@ -423,3 +423,28 @@ def test_decode_and_preprocess_yield_the_cpu_to_the_forward_pass(small_model, vi
     run_with_deadline(vp.VideoPipeline(settings, Messages(), detector_factory=lambda: probe))
     assert probe.nice == {"preprocess": min(19, base + stage_nice), "forward": base}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base, "the caller's thread is untouched"
+
+
+@pytest.mark.parametrize("kind", ["not-a-video", "no-frames"])
+def test_a_file_without_frames_is_retried_not_spun_on(tmp_path, kind):
+    path = tmp_path / f"{kind}.avi"
+    if kind == "not-a-video":
+        path.write_bytes(b"RIFF\x00\x00\x00\x00AVI not really")
+        expected = f"cannot open video source {path} (OpenCV could not read it)"
+    else:
+        write_video(path, 0)  # a valid AVI that OpenCV opens, holding no frame
+        expected = f"video source {path} gave no frames"
+    messages = Messages()
+    settings = vp.CaptureSettings(
+        str(path), mode="files", frame_dir=str(tmp_path / "f"), loop=True, retry_initial_s=0.05
+    )
+    pipeline = vp.VideoPipeline(settings, messages)
+    worker = threading.Thread(target=pipeline.run, daemon=True)
+    worker.start()
+    time.sleep(0.5)
+    pipeline.stop()
+    worker.join(DEADLINE_S)
+    errors = messages.errors()
+    # 0.05 + 0.1 + 0.2 (less jitter) fit in 0.5 s: a handful of attempts, not thousands.
+    assert 2 <= len(errors) <= 5, errors
+    assert {e["error"] for e in errors} == {expected}
