@@ -2,7 +2,8 @@
 
     python -m tests.demo_artefacts --out DIR > artefacts.yml
 
-- the stand-in Greengrass V1 core archive (test equipment: AWS's archive cannot be downloaded here),
+- the stand-in Greengrass V1 core archive and the stand-in Greengrass V2 nucleus archive (test equipment:
+  AWS's archives cannot be downloaded here),
 - a small real SSD-shaped MXNet model, packed like the SageMaker artefact (tar.gz of
   deploy_model_algo_1-symbol.json and deploy_model_algo_1-0000.params),
 - a wheelhouse of the inference runtime for the devices (so each device does not fetch ~120 MB),
@@ -47,6 +48,17 @@ def standin_core_archive() -> dict:
     return json.loads(built.stdout.strip().splitlines()[-1])
 
 
+def standin_nucleus_archive() -> dict:
+    built = subprocess.run(
+        [sys.executable, "-m", "tests.standins.greengrass_v2_nucleus.build"],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(built.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -55,10 +67,16 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     core = standin_core_archive()
+    nucleus = standin_nucleus_archive()
+    model = str(model_archive(out))
     artefacts = {
         "greengrass_v1_core_archive_src": core["path"],
         "greengrass_v1_core_archive_checksum": core["sha256"],
-        "greengrass_v1_detector_model_archive": str(model_archive(out)),
+        "greengrass_v1_detector_model_archive": model,
+        "greengrass_v2_nucleus_archive_src": nucleus["path"],
+        "greengrass_v2_nucleus_archive_checksum": nucleus["sha256"],
+        "greengrass_v2_nucleus_version": nucleus["version"],
+        "greengrass_v2_detector_model_archive": model,
         "mxnet_opencv_runtime_wheelhouse_src": str(ensure_wheelhouse()),
         "smoke_test_image": str(write_synthetic_image(out / "sample.png", 640, 480, SAMPLE_BOXES)),
     }

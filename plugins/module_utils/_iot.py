@@ -108,8 +108,19 @@ def describe_thing_group(client, group_name):
 
 @IoTErrorHandler.common_error_handler("create thing group")
 @AWSRetry.jittered_backoff()
-def create_thing_group(client, group_name):
+def _create_thing_group(client, group_name):
     return client.create_thing_group(thingGroupName=group_name)
+
+
+def create_thing_group(client, group_name):
+    """Create the group; one made meanwhile by another device of the same run is the group we wanted."""
+    try:
+        return _create_thing_group(client, group_name)
+    except AnsibleIoTError as error:
+        code = (getattr(error.exception, "response", None) or {}).get("Error", {}).get("Code")
+        if code == "ResourceAlreadyExistsException":
+            return describe_thing_group(client, group_name)
+        raise
 
 
 @IoTErrorHandler.common_error_handler("add thing to thing group")

@@ -116,6 +116,15 @@ options:
       - Greengrass V1 group ID that the core's deployment permissions are limited to. Without it they
         cover the deployments of any group in the account (the group is usually created after the identity).
     type: str
+  token_exchange_role_aliases:
+    description:
+      - AWS IoT role aliases (M(edgeml.greengrass.iot_role_alias)) the default policy lets the device exchange its
+        certificate for AWS credentials with (C(iot:AssumeRoleWithCertificate)), as a Greengrass V2 core's token
+        exchange service does. Only these aliases; none by default.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
 notes:
   - Check mode returns the predicted result without writing; values that only AWS can give (a new
     certificate's ARN, ID and PEM) are C(null) there.
@@ -271,6 +280,8 @@ def validate(params):
     iot.validate_attributes(params["attributes"])
     iot.validate_thing_groups(params["thing_groups"])
     iot.validate_greengrass_group_id(params["greengrass_v1_group_id"])
+    for alias in params["token_exchange_role_aliases"]:
+        iot.validate_role_alias_name(alias, option="token_exchange_role_aliases")
     if params["certificate_mode"] == "csr":
         if not params["csr"]:
             raise InputError("csr: required with certificate_mode=csr (the PEM CSR made on the device)")
@@ -346,6 +357,7 @@ def ensure_present(module, client, checked):
         checked["topic_prefixes"],
         params["greengrass_v1_core"],
         params["greengrass_v1_group_id"],
+        params["token_exchange_role_aliases"],
     )
     current_document = policy["policyDocument"] if policy else None
     document_differs = iot.policy_documents_differ(current_document, wanted_document)
@@ -541,6 +553,7 @@ def main():
         topic_prefixes=dict(type="list", elements="str"),
         greengrass_v1_core=dict(type="bool", default=True),
         greengrass_v1_group_id=dict(type="str"),
+        token_exchange_role_aliases=dict(type="list", elements="str", default=[], no_log=False),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
 

@@ -1,0 +1,49 @@
+"""AWS IoT Greengrass V2 entry point of the object detector (a native component's Run lifecycle).
+
+The component runs this with the device's inference runtime (``/opt/edgeml/inference-venv``) and the
+inference code (``object_detector``) on ``PYTHONPATH``; settings are the environment variables listed in
+``object_detector``'s docstring. The model is loaded before anything is subscribed, so a model that
+does not load makes the component (and with it the deployment) fail, and ``ROLLBACK`` restores the
+previous one. Events arrive on ``INPUT_TOPIC`` through the nucleus's IoT Core MQTT proxy (IPC,
+``awsiotsdk``), and each produces one message on ``OUTPUT_TOPIC``, as in the V1 Lambda.
+"""
+
+import json
+import logging
+import os
+import sys
+import threading
+
+from object_detector import InferenceService
+
+LOG = logging.getLogger("greengrass_v2_detector")
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+    input_topic = os.environ.get("INPUT_TOPIC", "blog/infer/input")
+    try:
+        from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+        from awsiot.greengrasscoreipc.model import QOS
+    except ImportError:
+        LOG.error("awsiotsdk is not importable by %s: install it in the inference runtime", sys.executable)
+        return 1
+    ipc = GreengrassCoreIPCClientV2()
+
+    def publish(topic: str, payload: bytes) -> None:
+        ipc.publish_to_iot_core(topic_name=topic, qos=QOS.AT_LEAST_ONCE, payload=payload)
+
+    service = InferenceService(publish)
+    service.detector()  # fail now, not on the first event, when the model does not load
+    LOG.info("model loaded; listening on %s", input_topic)
+
+    def on_event(event) -> None:
+        service.handle(json.loads(event.message.payload.decode("utf-8")))
+
+    ipc.subscribe_to_iot_core(topic_name=input_topic, qos=QOS.AT_LEAST_ONCE, on_stream_event=on_event)
+    threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
