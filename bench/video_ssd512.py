@@ -6,11 +6,12 @@ two 1080p pictures, alternating and shifting a little each frame. Measured in on
 
 1. raw forward: the bound executor's forward pass on a preprocessed frame (the floor);
 2. single-frame latency: ``VideoPipeline`` paced slowly enough that the detector is idle when each frame
-   arrives; ``latency_ms`` (decoded frame in memory -> publish call) over raw forward, and over the same
-   frame's own forward time (immune to load shifting between measurements);
-   next to it the seed's way per frame, re-implemented faithfully (``bench/inference_ssd512.py``'s
-   ``SeedMLModel`` / ``seed_lambda_handler``: write the frame as JPEG, ``predict_from_file`` = imread,
-   cvtColor, resize, forward), timed from the decoded frame to its publish;
+   arrives; ``latency_ms`` (decoded frame in memory -> publish call) over the raw forward pass timed right
+   before and after the run, and over the same frame's own forward time (immune to load that shifts
+   between measurements); next to it the seed's way per frame, re-implemented faithfully
+   (``bench/inference_ssd512.py``'s ``SeedMLModel`` / ``seed_lambda_handler``: write the frame as JPEG,
+   ``predict_from_file`` = imread, cvtColor, resize, forward), timed from the decoded frame to its publish,
+   over a raw forward pass timed just before each frame;
 3. stream throughput: the pipeline fed faster than it can detect (late frames dropped, oldest first),
    frames published per second x raw forward time, with the capture and preprocess threads at a lower
    priority (the default) and not; next to it the seed's serial loop over the same video (decode, write
@@ -93,8 +94,6 @@ class Collector:
 def run_pipeline(settings, detector, on_result=None):
     collector = Collector(on_result)
     pipeline = vp.VideoPipeline(settings, collector, detector_factory=lambda: detector)
-    if on_result is not None:
-        collector.pipeline = pipeline
     stats = pipeline.run()
     if collector.errors:
         raise SystemExit(f"pipeline errors: {collector.errors[:3]}")
@@ -114,28 +113,41 @@ def raw_forward_ms(detector, batch, runs):
     return samples
 
 
-def seed_serial(seed, video: Path, frames: int, scratch: Path):
+def seed_serial(seed, video: Path, frames: int, scratch: Path, detector=None, batch=None):
     """The seed's way on a stream: each decoded frame written as JPEG, then predict_from_file on its path.
 
-    Returns per-frame ms (decoded frame -> published) and the loop's frames per second including decode.
+    Returns per-frame ms (decoded frame -> published), the loop's frames per second including decode, and,
+    when a detector is given, per frame the ratio to a raw forward pass timed just before it (load that
+    shifts during the run then hits both sides alike; the loop's rate is not meaningful in that mode).
     """
     capture = cv2.VideoCapture(str(video))
     path = str(scratch / "seed-frame.jpg")
-    per_frame = []
+    per_frame, ratios = [], []
     started = time.perf_counter()
     count = 0
     while count < frames:
         ok, image = capture.read()
         if not ok:
             break
+        raw = raw_forward_ms(detector, batch, 1)[0] if detector is not None else None
         decoded = time.perf_counter()
         cv2.imwrite(path, image)
         seed_lambda_handler(seed, lambda topic, payload: None, {"filepath": path})
         per_frame.append((time.perf_counter() - decoded) * 1000.0)
+        if raw is not None:
+            ratios.append(per_frame[-1] / raw)
         count += 1
     elapsed = time.perf_counter() - started
     capture.release()
-    return per_frame, count / elapsed
+    return per_frame, count / elapsed, ratios
+
+
+def with_raw_forward(detector, batch, run, rounds=4):
+    """``run()``'s result and the median raw forward pass of ``rounds`` calls right before and after it."""
+    before = raw_forward_ms(detector, batch, rounds)
+    result = run()
+    after = raw_forward_ms(detector, batch, rounds)
+    return result, median(before + after)
 
 
 def main() -> int:
@@ -153,7 +165,7 @@ def main() -> int:
 
     prefix = ensure_model(args.model_dir)
     scratch = Path(tempfile.mkdtemp(prefix="video-bench-"))
-    video = make_video(scratch / "seed-1080p.avi", max(args.frames, args.latency_frames) + 1)
+    video = make_video(scratch / "seed-1080p.avi", 41)
     load_before = os.getloadavg()
 
     detector = od.ObjectDetector(od.DetectorConfig(model_path=str(prefix)))
@@ -163,16 +175,18 @@ def main() -> int:
     raw_forward_ms(detector, batch, 3)  # warm-up: MKLDNN primitives are made on the first passes
     seed.predict_from_file(str(seed_model.seed_images()[0]))
     raw_before = raw_forward_ms(detector, batch, 8)
+    planned_ms = median(raw_before)
 
     # 2. single-frame latency: paced at a rate the detector finishes well within.
-    raw_ms = median(raw_before)
-    slow_rate = 1000.0 / (raw_ms * 2.5)
+    slow_rate = 1000.0 / (planned_ms * 2.5)
     latency_settings = vp.CaptureSettings(str(video), rate=slow_rate, max_frames=args.latency_frames)
-    latency_stats, latency_results = run_pipeline(latency_settings, detector)
-    seed_latency, _ = seed_serial(seed, video, args.latency_frames, scratch)
+    (latency_stats, latency_results), latency_raw = with_raw_forward(
+        detector, batch, lambda: run_pipeline(latency_settings, detector)
+    )
+    seed_latency, _, seed_ratios = seed_serial(seed, video, args.latency_frames, scratch, detector, batch)
 
     # 3. throughput: fed a little faster than the detector goes, and at a camera's 30 fps.
-    fast_rate = 1000.0 / (raw_ms * 0.8)
+    fast_rate = 1000.0 / (planned_ms * 0.8)
     throughput = {}
     runs = [
         ("at {:.1f} fps, stages nice +10".format(fast_rate), fast_rate, 10),
@@ -181,15 +195,16 @@ def main() -> int:
     ]
     for label, rate, nice in runs:
         # Enough captured frames (the video looped) for about args.frames to be processed at any rate.
-        captured = int(args.frames * max(1.0, rate * raw_ms / 1000.0))
+        captured = int(args.frames * max(1.0, rate * planned_ms / 1000.0))
         settings = vp.CaptureSettings(str(video), rate=rate, loop=True, max_frames=captured, stage_nice=nice)
-        stats, results = run_pipeline(settings, detector)
+        (stats, results), raw = with_raw_forward(detector, batch, lambda s=settings: run_pipeline(s, detector))
         clocks = [r["published_clock"] for r in results]
         fps = (len(clocks) - 1) / (clocks[-1] - clocks[0])
         forwards = [r["timing_ms"]["forward_ms"] for r in results]
-        throughput[label] = (stats, fps, median(forwards))
-    seed_frames, seed_fps = seed_serial(seed, video, args.frames, scratch)
-    raw_after = raw_forward_ms(detector, batch, 8)
+        throughput[label] = (stats, fps, median(forwards), raw)
+    (seed_frames, seed_fps, _), seed_raw = with_raw_forward(
+        detector, batch, lambda: seed_serial(seed, video, args.frames, scratch)
+    )
     load_after_ssd = os.getloadavg()
 
     # 4. memory over a long stream, small SSD, 1080p frames, the video looped.
@@ -208,56 +223,54 @@ def main() -> int:
     memory_stats, _ = run_pipeline(memory_settings, small, on_result=sample_memory)
     load_after = os.getloadavg()
 
-    raw_all = raw_before + raw_after
-    raw_ms = median(raw_all)
     print(f"model: {prefix} (seed ResNet-50 SSD512 graph, random weights), context {detector.context}")
     print(f"mxnet {mx.__version__}, opencv {cv2.__version__}, {os.cpu_count()} CPUs")
-    print(f"stream: {video.name}, {SIZE[0]}x{SIZE[1]} MJPG")
+    print(f"stream: {video.name}, {SIZE[0]}x{SIZE[1]} MJPG, 41 frames (looped where needed)")
     print(
-        "load average 1/5/15 min: before {:.2f}/{:.2f}/{:.2f}, after SSD512 runs {:.2f}/{:.2f}/{:.2f}, ".format(
-            *load_before, *load_after_ssd
-        ),
-        end="",
+        "load average 1/5/15 min: before {:.2f}/{:.2f}/{:.2f}, after the SSD512 runs {:.2f}/{:.2f}/{:.2f}, "
+        "at the end {:.2f}/{:.2f}/{:.2f}".format(*load_before, *load_after_ssd, *load_after)
     )
-    print("at the end {:.2f}/{:.2f}/{:.2f}".format(*load_after))
-    print(f"raw forward: median {raw_ms:.1f} ms (before {median(raw_before):.1f}, after {median(raw_after):.1f})")
+    print(f"raw forward at the start: median {planned_ms:.1f} ms")
     print()
     latencies = [r["latency_ms"] for r in latency_results]
     own = [r["latency_ms"] / r["timing_ms"]["forward_ms"] for r in latency_results]
     print(
         f"single frame, pipeline paced at {slow_rate:.2f} fps ({latency_stats['frames_processed']} frames, "
-        f"{latency_stats['frames_dropped']} dropped):"
+        f"{latency_stats['frames_dropped']} dropped), raw forward around the run {latency_raw:.1f} ms:"
     )
     print(
-        f"  latency median {median(latencies):.1f} ms; / raw forward {median(latencies) / raw_ms:.3f} "
+        f"  latency median {median(latencies):.1f} ms; / raw forward {median(latencies) / latency_raw:.3f} "
         f"(target <= 1.02); / its own forward, median per frame {median(own):.3f}"
     )
     stages = {key: median(r["timing_ms"][key] for r in latency_results) for key in latency_results[0]["timing_ms"]}
     print("  stage medians ms: " + ", ".join(f"{key[:-3]} {value:.2f}" for key, value in stages.items()))
     print(
-        f"  seed write JPEG + predict_from_file: median {median(seed_latency):.1f} ms; / raw forward "
-        f"{median(seed_latency) / raw_ms:.3f}"
+        f"  seed write JPEG + predict_from_file: median {median(seed_latency):.1f} ms; / raw forward timed just "
+        f"before each frame, median per frame {median(seed_ratios):.3f}"
     )
     print()
     print(f"stream throughput (about {args.frames} frames processed per run):")
-    for label, (stats, fps, forward) in throughput.items():
+    for label, (stats, fps, forward, raw) in throughput.items():
         print(
-            f"  pipeline fed {label}: {fps:.3f} frames/s; x raw forward {fps * raw_ms / 1000.0:.3f} "
-            f"(target >= 0.98); x its own forward median ({forward:.1f} ms) {fps * forward / 1000.0:.3f}; "
-            f"captured {stats['frames_captured']}, processed {stats['frames_processed']}, "
-            f"dropped {stats['frames_dropped']}, queue high water {dict(stats['queue_high_water'])}"
+            f"  pipeline fed {label}: {fps:.3f} frames/s; x raw forward around the run ({raw:.1f} ms) "
+            f"{fps * raw / 1000.0:.3f} (target >= 0.98); x its own forward median ({forward:.1f} ms) "
+            f"{fps * forward / 1000.0:.3f}; captured {stats['frames_captured']}, processed "
+            f"{stats['frames_processed']}, dropped {stats['frames_dropped']}, queue high water "
+            f"{dict(stats['queue_high_water'])}"
         )
     print(
-        f"  seed serial loop (decode, write JPEG, predict_from_file): {seed_fps:.3f} frames/s; "
-        f"x raw forward {seed_fps * raw_ms / 1000.0:.3f}; per frame median {median(seed_frames):.1f} ms"
+        f"  seed serial loop (decode, write JPEG, predict_from_file): {seed_fps:.3f} frames/s; x raw forward "
+        f"around the run ({seed_raw:.1f} ms) {seed_fps * seed_raw / 1000.0:.3f}; per frame median "
+        f"{median(seed_frames):.1f} ms"
     )
     print()
     print(
         f"memory, small SSD on the looped 1080p stream, {memory_stats['frames_captured']} frames captured, "
-        f"{memory_stats['frames_processed']} processed, {memory_stats['frames_dropped']} dropped:"
+        f"{memory_stats['frames_processed']} processed, {memory_stats['frames_dropped']} dropped "
+        "(the process also holds the SSD512 graph and the seed's copy of it):"
     )
     for _mark, (index, rss, hwm) in sorted(samples.items()):
-        print(f"  at frame {index}: RSS {rss / 1024:.1f} MiB, peak RSS {hwm / 1024:.1f} MiB")
+        print(f"  at frame {index}: RSS {rss / 1024:.1f} MiB, peak RSS so far {hwm / 1024:.1f} MiB")
     if len(samples) == 2:
         (_, early, _), (_, late, _) = (samples[k] for k in sorted(samples))
         print(f"  RSS growth frame 100 -> end: {(late - early) / 1024:+.1f} MiB")
