@@ -1,0 +1,171 @@
+"""playbooks/migrate_greengrass_v1_to_v2.yml on simulated devices against the local AWS endpoint.
+
+Two real simulated Debian 12 devices (systemd, SSH) are provisioned with Greengrass V1 by site.yml (the stand-in
+V1 core, the detector's V1 group), then migrated. Nothing plays the Greengrass V2 nucleus's cloud side (the
+stand-in nucleus runs but talks to no cloud): as the nucleus would, the test registers both core devices with the
+endpoint's Greengrass V2 emulation and reports the deployment's outcome per device through its test-bed control
+(``/moto-api/static/greengrassv2/...``): edge-01 SUCCEEDED, edge-02 FAILED. Expected: the V2 components and the
+ROLLBACK deployment exist, both nuclei run, edge-01's V1 core is stopped and disabled, edge-02's still runs and
+its host failed naming the reason, and a re-run changes nothing on edge-01.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.fleet import SITE_PLAYBOOK, aws_clients, build_artefacts, recording_endpoint, run_site
+from tests.testbed.edge_devices import EdgeDeviceBed, build_image
+
+pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MIGRATE_PLAYBOOK = REPO_ROOT / "playbooks" / "migrate_greengrass_v1_to_v2.yml"
+THING_GROUP = "edgeml-demo-detectors"  # inventories/local_testbed's greengrass_v2_detector_thing_group
+
+
+def control(endpoint_url: str, path: str, body: dict) -> None:
+    """Test-bed control of the Greengrass V2 emulation: what the nucleus on a device would report."""
+    request = urllib.request.Request(  # noqa: S310 - the local test endpoint, http only
+        f"{endpoint_url}/moto-api/static/greengrassv2/{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local test endpoint
+        assert response.status in (200, 201)
+
+
+@pytest.fixture(scope="module")
+def workdir(request) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="edgeml-e2e-migration-"))
+    failed_before = request.session.testsfailed
+    yield path
+    if request.session.testsfailed > failed_before:
+        print(f"\ntests/e2e/test_migration: runs' output kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def endpoint(workdir):
+    with recording_endpoint(workdir / "aws") as (aws, _requests):
+        yield aws
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    if os.geteuid() != 0:
+        pytest.skip("simulated edge devices need root (overlay mounts, systemd-nspawn)")
+    build_image()
+    bed = EdgeDeviceBed(f"pytest-{os.getpid()}-e2e-migration", count=2, tied_to_process=True)
+    bed.up()
+    try:
+        yield bed
+    finally:
+        bed.down()
+
+
+@pytest.fixture(scope="module")
+def env(endpoint, workdir) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.update(endpoint.environment())
+    return environment
+
+
+@pytest.fixture(scope="module")
+def extra_vars_file(workdir) -> Path:
+    artefacts = build_artefacts(workdir / "artefacts")
+    artefacts["greengrass_v1_detector_package_path"] = str(workdir / "package" / "detector-v1.zip")
+    artefacts["greengrass_v2_detector_package_path"] = str(workdir / "package" / "detector-v2.zip")
+    path = workdir / "artefacts.json"
+    path.write_text(json.dumps(artefacts, indent=2) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def migrated(fleet, endpoint, env, extra_vars_file, workdir):
+    v1 = run_site(
+        SITE_PLAYBOOK, [fleet.inventory], extra_vars_file, env, extra_vars={"edgeml_greengrass_generation": "v1"}
+    )
+    assert v1.run.rc == 0, v1.describe()
+    for host in ("edge-01", "edge-02"):
+        assert fleet.run(host, "systemctl is-active greengrass.service").stdout.strip() == "active"
+        control(endpoint.url, "core-device", {"thing_name": host})
+    control(endpoint.url, "deployment-report", {"thing_name": "edge-01", "status": "SUCCEEDED"})
+    control(
+        endpoint.url,
+        "deployment-report",
+        {
+            "thing_name": "edge-02",
+            "status": "FAILED",
+            "reason": "detector did not start",
+            "error_stack": ["COMPONENT_ERROR"],
+        },
+    )
+    # The migration's model cache stays in the test's folder.
+    cache = {"migrate_model_cache": str(workdir / "model-cache")}
+    first = run_site(MIGRATE_PLAYBOOK, [fleet.inventory], extra_vars_file, env, extra_vars=cache, timeout=2400)
+    second = run_site(MIGRATE_PLAYBOOK, [fleet.inventory], extra_vars_file, env, extra_vars=cache, timeout=2400)
+    return first, second
+
+
+def unit_state(fleet, host: str, unit: str) -> tuple[str, str]:
+    active = fleet.run(host, f"systemctl is-active {unit}").stdout.strip()
+    enabled = fleet.run(host, f"systemctl is-enabled {unit}").stdout.strip()
+    return active, enabled
+
+
+def test_components_and_rollback_deployment_exist(migrated, endpoint):
+    client = aws_clients(endpoint)
+    gg2, iot = client("greengrassv2"), client("iot")
+    names = {c["componentName"] for c in gg2.list_components(scope="PRIVATE")["components"]}
+    assert names == {"com.edgeml.SsdModel", "com.edgeml.ObjectDetector"}
+    group_arn = iot.describe_thing_group(thingGroupName=THING_GROUP)["thingGroupArn"]
+    deployments = gg2.list_deployments(targetArn=group_arn, historyFilter="ALL")["deployments"]
+    assert len(deployments) == 1, deployments  # the re-run made no second one
+    deployment = gg2.get_deployment(deploymentId=deployments[0]["deploymentId"])
+    assert deployment["deploymentPolicies"]["failureHandlingPolicy"] == "ROLLBACK"
+    # The V1 group's settings carried over: its class labels and topics.
+    detector = [
+        c
+        for c in gg2.list_components(scope="PRIVATE")["components"]
+        if c["componentName"] == "com.edgeml.ObjectDetector"
+    ]
+    recipe_arn = (
+        f"{detector[0]['arn']}:versions:{deployment['components']['com.edgeml.ObjectDetector']['componentVersion']}"
+    )
+    recipe = json.loads(gg2.get_component(arn=recipe_arn, recipeOutputFormat="JSON")["recipe"])
+    setenv = recipe["Manifests"][0]["Lifecycle"]["Run"]["Setenv"]
+    assert setenv["CLASS_LABELS"] == "blue_box,yellow_box"
+    assert setenv["INPUT_TOPIC"] == "blog/infer/input" and setenv["OUTPUT_TOPIC"] == "blog/infer/output"
+
+
+def test_succeeded_device_runs_the_nucleus_and_its_v1_core_is_stopped_and_disabled(migrated, fleet):
+    first, _ = migrated
+    assert first.recap["edge-01"]["failures"] == 0, first.describe()
+    assert unit_state(fleet, "edge-01", "greengrass.service") == ("active", "enabled")
+    unit = fleet.run("edge-01", "cat /etc/systemd/system/greengrass.service").stdout
+    assert "alts/current/distro/bin/loader" in unit and "greengrassd" not in unit
+    assert unit_state(fleet, "edge-01", "greengrass-v1.service") == ("inactive", "disabled")
+
+
+def test_failed_device_keeps_its_v1_core_running(migrated, fleet):
+    first, second = migrated
+    for run in (first, second):
+        assert run.recap["edge-02"]["failures"] == 1, run.describe()
+        failures = " ".join(run.host_failures("edge-02"))
+        assert "FAILED" in failures and "detector did not start" in failures, failures
+    assert unit_state(fleet, "edge-02", "greengrass-v1.service") == ("active", "enabled")
+
+
+def test_rerun_changes_nothing(migrated):
+    _, second = migrated
+    assert second.recap["edge-01"]["changed"] == 0, second.changed_tasks()
+    assert second.recap["edge-01"]["failures"] == 0, second.describe()
