@@ -29,6 +29,7 @@ from pathlib import Path
 
 import boto3
 import botocore.loaders
+import yaml
 
 from tests.roles.playbook_json import PlaybookRun, run_playbook
 from tests.testbed.aws_endpoint import LocalAwsEndpoint
@@ -141,7 +142,8 @@ class AwsCall:
 
     @property
     def is_write(self) -> bool:
-        if self.service == "s3":  # REST on bucket/key paths: the verb says it
+        # S3 (REST on bucket/key paths) and anything no model maps: the HTTP verb says it.
+        if self.service == "s3" or self.operation.startswith("unmapped"):
             return self.method not in ("GET", "HEAD")
         return not self.operation.startswith(READ_PREFIXES)
 
@@ -201,6 +203,8 @@ def classify(entry: dict, rest: RestOperations) -> AwsCall | None:
         return AwsCall(service, action, method, path)
     if service == "s3":
         return AwsCall(service, f"{method} object/bucket", method, path)
+    if service == "greengrass" and path.startswith("/greengrass/v2/"):  # V1 and V2 share the signing name
+        service = "greengrassv2"
     return AwsCall(service, rest.operation(service, method, path), method, path)
 
 
@@ -278,10 +282,14 @@ def aws_clients(endpoint: LocalAwsEndpoint):
 def aws_inventory(client) -> dict:
     """What the endpoint holds that site.yml makes, in comparable form (ids, versions, statuses)."""
     iot, greengrass, lambda_, s3 = client("iot"), client("greengrass"), client("lambda"), client("s3")
-    things = {}
+    greengrassv2 = client("greengrassv2")
+    things, thing_groups = {}, {}
     for thing in iot.list_things()["things"]:
-        principals = iot.list_thing_principals(thingName=thing["thingName"])["principals"]
-        things[thing["thingName"]] = sorted(principals)
+        name = thing["thingName"]
+        things[name] = sorted(iot.list_thing_principals(thingName=name)["principals"])
+        thing_groups[name] = sorted(
+            g["groupName"] for g in iot.list_thing_groups_for_thing(thingName=name)["thingGroups"]
+        )
     certificates = {cert["certificateArn"]: cert["status"] for cert in iot.list_certificates()["certificates"]}
     groups = {}
     for group in greengrass.list_groups()["Groups"]:
@@ -307,19 +315,44 @@ def aws_inventory(client) -> dict:
             "code_sha256": function["CodeSha256"],
             "aliases": {alias["Name"]: alias["FunctionVersion"] for alias in aliases},
         }
+    components = {}
+    for component in greengrassv2.list_components()["components"]:
+        versions = greengrassv2.list_component_versions(arn=component["arn"])["componentVersions"]
+        components[component["componentName"]] = sorted(v["componentVersion"] for v in versions)
+    v2_deployments = sorted(
+        (d["targetArn"].rsplit("/", 1)[-1], d["deploymentId"], d["deploymentStatus"])
+        for d in greengrassv2.list_deployments(historyFilter="ALL")["deployments"]
+    )
     objects = {}
     for bucket in s3.list_buckets()["Buckets"]:
         for obj in s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
             objects[f"{bucket['Name']}/{obj['Key']}"] = obj["ETag"]
     return {
         "things": things,
+        "thing_groups": thing_groups,
         "certificates": certificates,
         "policies": sorted(policy["policyName"] for policy in iot.list_policies()["policies"]),
         "groups": groups,
         "definitions": definitions,
         "functions": functions,
+        "components": components,
+        "v2_deployments": v2_deployments,
         "objects": objects,
     }
+
+
+def inventory_generation(host: str, inventory: Path = LOCAL_TESTBED_INVENTORY) -> str:
+    """The host's edgeml_greengrass_generation in an inventory dir (host_vars over group_vars/all; site.yml: v2)."""
+    generation = "v2"
+    layers = [
+        sorted((inventory / "group_vars").glob("all.y*ml")) + sorted((inventory / "group_vars" / "all").glob("*.y*ml")),
+        sorted((inventory / "host_vars").glob(f"{host}.y*ml"))
+        + sorted((inventory / "host_vars" / host).glob("*.y*ml")),
+    ]
+    for paths in layers:
+        for path in paths:
+            generation = (yaml.safe_load(path.read_text()) or {}).get("edgeml_greengrass_generation", generation)
+    return generation
 
 
 def load_average() -> str:

@@ -1,5 +1,8 @@
 """End to end: playbooks/site.yml on a fleet of three simulated devices, as `scripts/demo.sh` runs it.
 
+The fleet is the demo's: inventories/local_testbed decides each device's Greengrass generation
+(edge-01 and edge-02 on V1, edge-03 a V2 core device), and the checks follow what it says.
+
 Real parts only: systemd-booted Debian 12 devices reached over SSH (tests/testbed), a fresh local
 AWS-compatible endpoint that records every request it gets, the demo's artefacts (stand-in core archive,
 small real MXNet model, wheelhouse). One fleet and one endpoint serve the whole module; the tests run
@@ -36,6 +39,7 @@ from tests.e2e.fleet import (
     aws_inventory,
     build_artefacts,
     host_vars_inventory,
+    inventory_generation,
     load_average,
     recording_endpoint,
     run_site,
@@ -47,13 +51,18 @@ pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
 
 DEVICE_COUNT = 3
 HOSTS = [f"edge-{index:02d}" for index in range(1, DEVICE_COUNT + 1)]
+GENERATION = {host: inventory_generation(host) for host in HOSTS}
+V1_HOSTS = [host for host in HOSTS if GENERATION[host] == "v1"]
+V2_HOSTS = [host for host in HOSTS if GENERATION[host] == "v2"]
 # The first host on purpose: it is also the one run_once tasks (the fleet's Lambda and model) would
 # run on, and smoke_test.yml's device (edge_devices[0]), so the re-run must really finish it.
 BAD_HOST = HOSTS[0]
 GOOD_HOSTS = HOSTS[1:]
 FUNCTION_NAME = "edgeml-object-detector"
+V2_THING_GROUP = "edgeml-demo-detectors"  # greengrass_v2_detector_thing_group in the demo inventory
 PRIVATE_KEY = "/greengrass/certs/device.private.key"
-CORE_DAEMON = "/greengrass/ggc/core/greengrassd"
+# What each generation's core install leaves (both run as greengrass.service).
+CORE_INSTALLED = {"v1": "/greengrass/ggc/core/greengrassd", "v2": "/greengrass/v2/alts/current"}
 CORE_UNIT = "/etc/systemd/system/greengrass.service"
 
 
@@ -187,12 +196,15 @@ def device(fleet: EdgeDeviceBed, host: str, command: str) -> str:
 
 
 def core_state(fleet: EdgeDeviceBed, host: str) -> dict[str, str]:
-    """Whether the Greengrass core is installed and its service active on host."""
+    """Whether the host's Greengrass core (of its generation) is installed and its service active."""
     return {
-        "daemon": fleet.run(host, f"test -x {CORE_DAEMON}").returncode == 0,
+        "installed": fleet.run(host, f"sudo test -e {CORE_INSTALLED[GENERATION[host]]}").returncode == 0,
         "unit": fleet.run(host, f"test -f {CORE_UNIT}").returncode == 0,
         "active": fleet.run(host, "systemctl is-active greengrass.service").stdout.strip(),
     }
+
+
+RUNNING = {"installed": True, "unit": True, "active": "active"}
 
 
 def assert_provisioned_in_aws(inventory: dict, host: str) -> None:
@@ -200,10 +212,15 @@ def assert_provisioned_in_aws(inventory: dict, host: str) -> None:
     principals = inventory["things"][host]
     assert len(principals) == 1, f"{host} should have exactly one certificate attached, has {principals}"
     assert inventory["certificates"].get(principals[0]) == "ACTIVE", f"{host}'s certificate is not ACTIVE"
-    group = inventory["groups"].get(f"{host}-group")
-    assert group, f"no Greengrass group {host}-group: {sorted(inventory['groups'])}"
-    assert group["latest_version"], f"{host}-group has no version"
-    assert len(group["deployments"]) == 1, f"{host}-group should have one deployment: {group['deployments']}"
+    if GENERATION[host] == "v1":
+        group = inventory["groups"].get(f"{host}-group")
+        assert group, f"no Greengrass V1 group {host}-group: {sorted(inventory['groups'])}"
+        assert group["latest_version"], f"{host}-group has no version"
+        assert len(group["deployments"]) == 1, f"{host}-group should have one deployment: {group['deployments']}"
+    else:
+        assert V2_THING_GROUP in inventory["thing_groups"][host], f"{host}: {inventory['thing_groups'][host]}"
+        active = [d for d in inventory["v2_deployments"] if d[0] == V2_THING_GROUP and d[2] == "ACTIVE"]
+        assert len(active) == 1, f"one active V2 deployment to {V2_THING_GROUP} expected: {inventory['v2_deployments']}"
 
 
 # --------------------------------------------------------------------------- 1. one failure, the others finish
@@ -218,7 +235,7 @@ def test_first_run_provisions_the_healthy_devices_despite_one_bad_input(first_ru
         assert stats["changed"] > 0, f"{host}: a first run on a bare device must change it: {stats}"
         assert_provisioned_in_aws(inventory, host)
         state = core_state(fleet, host)
-        assert state == {"daemon": True, "unit": True, "active": "active"}, f"{host}'s Greengrass core: {state}"
+        assert state == RUNNING, f"{host}'s Greengrass {GENERATION[host]} core: {state}"
     # The fleet-wide Lambda was made although the play's first host had failed.
     assert list(inventory["functions"]) == [FUNCTION_NAME], inventory["functions"]
 
@@ -232,7 +249,7 @@ def test_first_run_stops_the_bad_device_before_its_core(first_run, fleet):
     # The message names the input that is wrong, the host, and what the host lacks.
     assert "nvidia_driver_cuda_require_gpu" in failures[0], failures
     assert f"{BAD_HOST} has no NVIDIA GPU" in failures[0], failures
-    assert core_state(fleet, BAD_HOST) == {"daemon": False, "unit": False, "active": "inactive"}
+    assert core_state(fleet, BAD_HOST) == {"installed": False, "unit": False, "active": "inactive"}
     assert f"{BAD_HOST}-group" not in inventory["groups"], "the failed device got a Greengrass group"
 
 
@@ -246,24 +263,33 @@ def test_rerun_completes_the_fleet_without_duplicates_in_aws(first_run, second_r
         assert run.recap[host]["failures"] == 0 and run.recap[host]["unreachable"] == 0, run.describe()
         assert_provisioned_in_aws(inventory, host)
         state = core_state(fleet, host)
-        assert state == {"daemon": True, "unit": True, "active": "active"}, f"{host}'s Greengrass core: {state}"
+        assert state == RUNNING, f"{host}'s Greengrass {GENERATION[host]} core: {state}"
 
     assert sorted(inventory["things"]) == HOSTS
     assert len(inventory["certificates"]) == DEVICE_COUNT, inventory["certificates"]
     assert set(inventory["certificates"].values()) == {"ACTIVE"}, inventory["certificates"]
-    assert sorted(inventory["groups"]) == [f"{host}-group" for host in HOSTS]
+    # Greengrass V1: one group (and one of each definition) per V1 device, one Lambda with one version.
+    assert sorted(inventory["groups"]) == [f"{host}-group" for host in V1_HOSTS]
     for kind, count in inventory["definitions"].items():
-        assert count == DEVICE_COUNT, f"{kind} definitions for {DEVICE_COUNT} groups: {inventory['definitions']}"
+        assert count == len(V1_HOSTS), f"{kind} definitions for {len(V1_HOSTS)} groups: {inventory['definitions']}"
     assert list(inventory["functions"]) == [FUNCTION_NAME], inventory["functions"]
     assert inventory["functions"][FUNCTION_NAME]["published_versions"] == ["1"], inventory["functions"]
-    assert len(inventory["objects"]) == 1, f"one model archive expected in S3: {inventory['objects']}"
+    if V2_HOSTS:  # Greengrass V2: one version of each component, one deployment to the thing group
+        assert inventory["components"] and all(v == ["1.0.0"] for v in inventory["components"].values()), inventory[
+            "components"
+        ]
+        assert len(inventory["v2_deployments"]) == 1, inventory["v2_deployments"]
 
     # What the first run finished is left as it was: the bad device's thing and certificate are reused,
-    # the healthy devices' groups get no new version and no new deployment.
+    # the healthy devices' groups and deployments get nothing new, no object is uploaded twice.
     first_inventory = first_run[1]
     assert inventory["things"][BAD_HOST] == first_inventory["things"][BAD_HOST]
+    assert inventory["objects"] == first_inventory["objects"]
+    assert inventory["v2_deployments"] == first_inventory["v2_deployments"]
+    assert inventory["components"] == first_inventory["components"]
     for host in GOOD_HOSTS:
-        assert inventory["groups"][f"{host}-group"] == first_inventory["groups"][f"{host}-group"], host
+        if GENERATION[host] == "v1":
+            assert inventory["groups"][f"{host}-group"] == first_inventory["groups"][f"{host}-group"], host
         assert run.recap[host]["changed"] == 0, f"{host} was complete; the re-run changed {run.changed_tasks()}"
 
 
@@ -334,9 +360,10 @@ def test_private_keys_stay_on_the_devices_and_are_0600(smoke_run, fleet, endpoin
     for host in HOSTS:
         mode = device(fleet, host, f"sudo stat -c '%a %U' {PRIVATE_KEY}")
         assert mode == "600 root", f"{host}:{PRIVATE_KEY} is {mode}, expected 600 root"
-        # Every PEM private key under /greengrass, wherever the roles put copies.
-        keys = device(fleet, host, "sudo grep -rl -- 'PRIVATE KEY-----' /greengrass/certs /greengrass/config || true")
-        for key in keys.split():
+        # Every PEM private key file under /greengrass, wherever the roles put copies (V2: the nucleus's).
+        keys = device(fleet, host, "sudo grep -rl --include='*key*' -- 'PRIVATE KEY-----' /greengrass").split()
+        assert PRIVATE_KEY in keys, f"{host}: {keys}"
+        for key in keys:
             assert device(fleet, host, f"sudo stat -c %a {key}") == "600", f"{host}:{key} is not 0600"
         # The key's base64 lines, kept in memory only, to look for on the controller.
         pem = device(fleet, host, f"sudo cat {PRIVATE_KEY}")
