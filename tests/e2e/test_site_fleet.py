@@ -275,9 +275,8 @@ def test_rerun_completes_the_fleet_without_duplicates_in_aws(first_run, second_r
     assert list(inventory["functions"]) == [FUNCTION_NAME], inventory["functions"]
     assert inventory["functions"][FUNCTION_NAME]["published_versions"] == ["1"], inventory["functions"]
     if V2_HOSTS:  # Greengrass V2: one version of each component, one deployment to the thing group
-        assert inventory["components"] and all(v == ["1.0.0"] for v in inventory["components"].values()), inventory[
-            "components"
-        ]
+        components = inventory["components"]
+        assert components and all(len(versions) == 1 for versions in components.values()), components
         assert len(inventory["v2_deployments"]) == 1, inventory["v2_deployments"]
 
     # What the first run finished is left as it was: the bad device's thing and certificate are reused,
