@@ -94,7 +94,7 @@ def migrated(fleet, endpoint, env, extra_vars_file, workdir):
     v1 = run_site(
         SITE_PLAYBOOK, [fleet.inventory], extra_vars_file, env, extra_vars={"edgeml_greengrass_generation": "v1"}
     )
-    assert v1.run.rc == 0, v1.describe()
+    assert v1.run.returncode == 0, v1.describe()
     for host in ("edge-01", "edge-02"):
         assert fleet.run(host, "systemctl is-active greengrass.service").stdout.strip() == "active"
         control(endpoint.url, "core-device", {"thing_name": host})
@@ -109,10 +109,18 @@ def migrated(fleet, endpoint, env, extra_vars_file, workdir):
             "error_stack": ["COMPONENT_ERROR"],
         },
     )
-    # The migration's model cache stays in the test's folder.
-    cache = {"migrate_model_cache": str(workdir / "model-cache")}
+    cache = {
+        # The migration's model cache stays in the test's folder.
+        "migrate_model_cache": str(workdir / "model-cache"),
+        # Test-bed gap: moto answers every DescribeEndpoint with a new random host name, AWS with the account's
+        # fixed one. Pinned here as an account's would be, so the re-run compares like with like.
+        "greengrass_v2_nucleus_data_endpoint": "testbed-ats.iot.us-east-1.amazonaws.com",
+        "greengrass_v2_nucleus_credentials_endpoint": "testbed.credentials.iot.us-east-1.amazonaws.com",
+    }
     first = run_site(MIGRATE_PLAYBOOK, [fleet.inventory], extra_vars_file, env, extra_vars=cache, timeout=2400)
     second = run_site(MIGRATE_PLAYBOOK, [fleet.inventory], extra_vars_file, env, extra_vars=cache, timeout=2400)
+    for name, run in (("first", first), ("second", second)):
+        (workdir / f"migration-{name}.json").write_text(json.dumps(run.run.output, indent=1) + "\n" + run.run.stderr)
     return first, second
 
 
