@@ -43,7 +43,7 @@ options:
     type: path
     required: true
 author:
-  - edgeml.greengrass contributors
+  - edgeml.greengrass contributors (@edgeml)
 """
 
 EXAMPLES = r"""

@@ -30,7 +30,7 @@ options:
     type: int
     default: 0
 author:
-  - edgeml.greengrass contributors
+  - edgeml.greengrass contributors (@edgeml)
 """
 
 EXAMPLES = r"""
