@@ -36,6 +36,13 @@ if [[ $EUID -eq 0 ]]; then
   done
 fi
 
+# Each simulated device runs its own systemd, which takes inotify instances from the host's per-user
+# budget (128 by default): 16 devices plus a test run exhaust it ("Too many open files" at boot).
+if [[ $EUID -eq 0 ]]; then
+  (($(sysctl -n fs.inotify.max_user_instances) >= 8192)) || sysctl -qw fs.inotify.max_user_instances=8192
+  (($(sysctl -n fs.inotify.max_user_watches) >= 524288)) || sysctl -qw fs.inotify.max_user_watches=524288
+fi
+
 VENV="$REPO_ROOT/.venv"
 stamp="$VENV/.requirements.sha256"
 want="$(cat "$REPO_ROOT/requirements-dev.txt" "$REPO_ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
