@@ -74,6 +74,16 @@ def test_csr_with_a_broken_signature_is_rejected(clean_aws, aws_client):
         aws_client("iot").create_certificate_from_csr(certificateSigningRequest=tampered)
 
 
+def test_iot_endpoints_are_fixed_per_account_and_region(clean_aws, aws_client):
+    iot = aws_client("iot")
+    for endpoint_type in ("iot:Data-ATS", "iot:CredentialProvider"):
+        first = iot.describe_endpoint(endpointType=endpoint_type)["endpointAddress"]
+        assert iot.describe_endpoint(endpointType=endpoint_type)["endpointAddress"] == first
+    data = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    credentials = iot.describe_endpoint(endpointType="iot:CredentialProvider")["endpointAddress"]
+    assert data != credentials
+
+
 def test_port_in_use_gives_a_clear_message(aws_endpoint):
     with pytest.raises(EndpointError, match=f"port {aws_endpoint.port} .* already in use"):
         LocalAwsEndpoint(port=aws_endpoint.port).start()

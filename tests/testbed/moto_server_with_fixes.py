@@ -13,6 +13,13 @@ Fix 1 - IoT CreateCertificateFromCsr (moto 5.2.x):
     CA, is ACTIVE when asked, and a CSR with a bad signature is rejected as AWS
     does (InvalidRequestException).
 
+Fix 1b - IoT DescribeEndpoint (moto 5.2.x):
+    moto makes up a new random endpoint address on every call; AWS gives each account one
+    fixed address per endpoint type and region. With random addresses every provisioning
+    run rewrites the devices' configuration (config.json's iotHost, config.yaml's endpoints),
+    so nothing could be idempotent. Here each backend (account + region) keeps the address it
+    first made for each type.
+
 Fix 2 - Greengrass V1 definition reads (moto 5.2.x), see ``apply_greengrass_fixes``:
     a) CreateSubscriptionDefinitionVersion does not move the definition's
        ``LatestVersion``/``LatestVersionArn`` (AWS does, as moto already does for
@@ -108,6 +115,17 @@ def apply_fixes() -> None:
         return self.register_certificate(pem, ca_certificate_pem=None, set_as_active=set_as_active, status="INACTIVE")
 
     IoTBackend.create_certificate_from_csr = create_certificate_from_csr
+
+    from moto.iot.models import FakeEndpoint
+
+    def describe_endpoint(self, endpoint_type: str):
+        addresses = self.__dict__.setdefault("_testbed_endpoints", {})
+        if endpoint_type not in addresses:
+            addresses[endpoint_type] = FakeEndpoint(endpoint_type, self.region_name)
+        self.endpoint = addresses[endpoint_type]
+        return self.endpoint
+
+    IoTBackend.describe_endpoint = describe_endpoint
 
 
 _OUTCOMES_ATTR = "_testbed_deployment_outcomes"
