@@ -34,6 +34,7 @@ def params(**overrides):
         topic_prefixes=None,
         greengrass_v1_core=True,
         greengrass_v1_group_id=None,
+        token_exchange_role_aliases=[],
     )
     base.update(overrides)
     return base
