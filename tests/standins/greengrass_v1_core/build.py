@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import io
 import json
 import os
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
+
+from tests.standins._cache import write_named_by_content
 
 TREE = Path(__file__).resolve().parent / "tree"
 # 2020-01-01T00:00:00Z, about when Greengrass 1.11 shipped; any constant will do.
@@ -30,11 +30,6 @@ SKIP_NAMES = {"__pycache__", ".pytest_cache"}
 
 def version() -> str:
     return (TREE / "greengrass" / "ggc" / "core" / "VERSION").read_text().strip()
-
-
-def default_out_dir() -> Path:
-    cache = os.environ.get("EDGEML_CACHE") or str(Path.home() / ".cache" / "edgeml")
-    return Path(cache) / "standins"
 
 
 def _entries(tree: Path) -> list[Path]:
@@ -72,18 +67,7 @@ def archive_bytes(tree: Path = TREE) -> bytes:
 
 
 def build(out_dir: Path | None = None) -> dict[str, str]:
-    out_dir = Path(out_dir) if out_dir else default_out_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = archive_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    # Named by content: checkouts with different stand-in sources can share one cache.
-    target = out_dir / f"greengrass-standin-{digest[:12]}.tar.gz"
-    if not target.is_file() or target.read_bytes() != data:
-        # Written aside and renamed, so a concurrent reader never sees half an archive.
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".standin-", delete=False) as tmp:
-            tmp.write(data)
-        os.chmod(tmp.name, 0o644)
-        os.replace(tmp.name, target)
+    target, digest = write_named_by_content(archive_bytes(), out_dir, "greengrass-standin", ".tar.gz")
     return {"path": str(target), "sha256": digest, "version": version()}
 
 

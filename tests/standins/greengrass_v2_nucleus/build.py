@@ -14,7 +14,6 @@ changes when the stand-in's source (or the JDK's javac output) does.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -24,6 +23,8 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from tests.standins._cache import write_named_by_content
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "src" / "StandinNucleus.java"
@@ -36,11 +37,6 @@ JAVA_RELEASE = "11"
 
 def version() -> str:
     return (HERE / "VERSION").read_text().strip()
-
-
-def default_out_dir() -> Path:
-    cache = os.environ.get("EDGEML_CACHE") or str(Path.home() / ".cache" / "edgeml")
-    return Path(cache) / "standins"
 
 
 def recipe(ver: str) -> bytes:
@@ -120,18 +116,7 @@ def archive_bytes() -> bytes:
 
 
 def build(out_dir: Path | None = None) -> dict[str, str]:
-    out_dir = Path(out_dir) if out_dir else default_out_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = archive_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    # Named by content: checkouts with different stand-in sources can share one cache.
-    target = out_dir / f"greengrass-nucleus-standin-{digest[:12]}.zip"
-    if not target.is_file() or target.read_bytes() != data:
-        # Written aside and renamed, so a concurrent reader never sees half an archive.
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".standin-", delete=False) as tmp:
-            tmp.write(data)
-        os.chmod(tmp.name, 0o644)
-        os.replace(tmp.name, target)
+    target, digest = write_named_by_content(archive_bytes(), out_dir, "greengrass-nucleus-standin", ".zip")
     return {"path": str(target), "sha256": digest, "version": version()}
 
 

@@ -1,0 +1,31 @@
+"""Where stand-in archives are cached, and how one is written there (shared by every stand-in's build)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def default_out_dir() -> Path:
+    cache = os.environ.get("EDGEML_CACHE") or str(Path.home() / ".cache" / "edgeml")
+    return Path(cache) / "standins"
+
+
+def write_named_by_content(data: bytes, out_dir: Path | None, prefix: str, suffix: str) -> tuple[Path, str]:
+    """Write ``data`` as ``<prefix>-<first 12 of sha256><suffix>``; returns the path and the full sha256.
+
+    Named by content, so checkouts with different stand-in sources can share one cache.
+    """
+    out_dir = Path(out_dir) if out_dir else default_out_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()
+    target = out_dir / f"{prefix}-{digest[:12]}{suffix}"
+    if not target.is_file() or target.read_bytes() != data:
+        # Written aside and renamed, so a concurrent reader never sees half an archive.
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".standin-", delete=False) as tmp:
+            tmp.write(data)
+        os.chmod(tmp.name, 0o644)
+        os.replace(tmp.name, target)
+    return target, digest
