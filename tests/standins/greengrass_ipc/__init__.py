@@ -1,0 +1,1 @@
+"""Test equipment: a stand-in for the Greengrass V2 nucleus's IPC server (``server.py``); see its docstring."""
