@@ -10,6 +10,8 @@ export EDGEML_CACHE="${EDGEML_CACHE:-$HOME/.cache/edgeml}"
 mkdir -p "$EDGEML_CACHE"
 
 APT_PACKAGES=(debootstrap systemd-container socat openssh-client rsync iproute2 util-linux git)
+# GStreamer's RTSP server, run with the system Python, plays an IP camera for tests/video/test_rtsp_source.py.
+APT_PACKAGES+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 # javac builds the stand-in Greengrass V2 nucleus (test equipment) from source.
 command -v javac >/dev/null 2>&1 || APT_PACKAGES+=(default-jdk-headless)
 
