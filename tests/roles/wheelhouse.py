@@ -2,9 +2,12 @@
 
 Simulated devices (Debian 12, Python 3.11, x86_64) install MXNet, numpy and OpenCV from it with
 `--no-index --find-links` (the mxnet_opencv_runtime role's offline option), so test runs do not
-fetch ~120 MB from PyPI per device.
+fetch ~120 MB from PyPI per device. Greengrass V2 devices also install the detector's IPC client
+(awsiotsdk): `ensure_runtime_wheelhouse` gives one folder with both, linking the runtime's cached
+wheels instead of downloading them again.
 
-    python -m tests.roles.wheelhouse            # prints the wheelhouse directory
+    python -m tests.roles.wheelhouse                  # prints the wheelhouse directory
+    python -m tests.roles.wheelhouse --greengrass-v2  # the one with awsiotsdk as well
 
 The directory is ${EDGEML_CACHE:-~/.cache/edgeml}/wheels/<python>-<platform>-<hash of the pins>,
 pip's cache ${EDGEML_CACHE}/pip. A finished wheelhouse carries a stamp file and is reused as is.
@@ -22,6 +25,8 @@ from pathlib import Path
 
 # The role's defaults (roles/mxnet_opencv_runtime/defaults/main.yml); a test keeps them equal.
 REQUIREMENTS = ("mxnet==1.9.1", "numpy==1.23.5", "opencv-python-headless==4.11.0.86")
+# The Greengrass V2 detector's IPC client (roles/greengrass_v2_detector/defaults/main.yml); a test keeps them equal.
+GREENGRASS_V2_REQUIREMENTS = ("awsiotsdk==1.29.0", "awscrt==0.32.1")
 STAMP = ".complete"
 
 
@@ -58,12 +63,39 @@ def ensure_wheelhouse(
     return target
 
 
+def ensure_runtime_wheelhouse(
+    python_version: str = "3.11", platform: str = "manylinux2014_x86_64", extras=GREENGRASS_V2_REQUIREMENTS
+) -> Path:
+    """One folder with the runtime's wheels and the extras' wheels (hard links into the two cached wheelhouses)."""
+    parts = [ensure_wheelhouse(python_version, platform), ensure_wheelhouse(python_version, platform, extras)]
+    requirements = REQUIREMENTS + tuple(extras)
+    target = wheelhouse_dir(python_version, platform, requirements)
+    if (target / STAMP).exists():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for part in parts:
+        for wheel in part.glob("*.whl"):
+            if not (partial / wheel.name).exists():
+                try:
+                    os.link(wheel, partial / wheel.name)
+                except OSError:  # another file system
+                    shutil.copy2(wheel, partial / wheel.name)
+    (partial / STAMP).write_text("\n".join(requirements) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python-version", default="3.11")
     parser.add_argument("--platform", default="manylinux2014_x86_64")
+    parser.add_argument("--greengrass-v2", action="store_true", help="with the V2 detector's awsiotsdk as well")
     options = parser.parse_args(argv)
-    print(ensure_wheelhouse(options.python_version, options.platform))
+    ensure = ensure_runtime_wheelhouse if options.greengrass_v2 else ensure_wheelhouse
+    print(ensure(options.python_version, options.platform))
     return 0
 
 

@@ -291,6 +291,7 @@ class _ClientConnection:
             return False
         self.connected = True
         LOG.info("connection %d: CONNECT accepted", self.number)
+        self.server.note("CONNECT")
         self.send(CONNECT_ACK, 0, CONNECTION_ACCEPTED)
         return True
 
@@ -392,6 +393,8 @@ class GreengrassIpcStandIn:
         self.record_path = record_path
         self.published = []  # type: List[dict]
         self.refused = []  # type: List[str]
+        # What was served, in order ("CONNECT", "<operation> <topic>"): what a test asserts did or did not happen.
+        self.history = []  # type: List[str]
         self._subscriptions = []  # type: List[Tuple[_ClientConnection, int, str, str]]
         self._connections = []  # type: List[_ClientConnection]
         self._changed = threading.Condition()
@@ -449,6 +452,7 @@ class GreengrassIpcStandIn:
         LOG.info("PublishToIoTCore %s (%d bytes)", record["topic"], len(record["payload"]))
         with self._changed:
             self.published.append(record)
+            self.history.append("PublishToIoTCore " + record["topic"])
             if self.record_path:
                 with open(self.record_path, "a", encoding="utf-8") as stream:
                     stream.write(json.dumps(_jsonable(record)) + "\n")
@@ -460,10 +464,16 @@ class GreengrassIpcStandIn:
             self.refused.append(reason)
             self._changed.notify_all()
 
+    def note(self, event: str) -> None:
+        with self._changed:
+            self.history.append(event)
+            self._changed.notify_all()
+
     def subscribe(self, client: _ClientConnection, stream_id: int, topic_filter: str, qos: str) -> None:
         LOG.info("SubscribeToIoTCore %s (connection %d, stream %d)", topic_filter, client.number, stream_id)
         with self._changed:
             self._subscriptions.append((client, stream_id, topic_filter, qos))
+            self.history.append("SubscribeToIoTCore " + topic_filter)
             self._changed.notify_all()
 
     def unsubscribe(self, client: _ClientConnection, stream_id: int) -> None:
@@ -521,6 +531,7 @@ class GreengrassIpcStandIn:
                 "published": [_jsonable(record) for record in self.published],
                 "subscriptions": [topic_filter for _, _, topic_filter, _ in self._subscriptions],
                 "refused": list(self.refused),
+                "history": list(self.history),
             }
 
 
