@@ -6,7 +6,8 @@
   AWS's archives cannot be downloaded here),
 - a small real SSD-shaped MXNet model, packed like the SageMaker artefact (tar.gz of
   deploy_model_algo_1-symbol.json and deploy_model_algo_1-0000.params),
-- a wheelhouse of the inference runtime for the devices (so each device does not fetch ~120 MB),
+- a wheelhouse of the inference runtime for the devices (so each device does not fetch ~120 MB), with the
+  Greengrass V2 detector's IPC client (awsiotsdk) that V2 hosts add to it,
 - a sample image whose detections are known (two coloured boxes on grey).
 """
 
@@ -20,7 +21,7 @@ import tarfile
 from pathlib import Path
 
 from tests.inference.small_ssd import export_small_ssd, write_synthetic_image
-from tests.roles.wheelhouse import ensure_wheelhouse
+from tests.roles.wheelhouse import ensure_runtime_wheelhouse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # (row, column) of the 4x4 grid -> RGB colour the small model classifies.
@@ -77,7 +78,7 @@ def main() -> int:
         "greengrass_v2_nucleus_archive_checksum": nucleus["sha256"],
         "greengrass_v2_nucleus_version": nucleus["version"],
         "greengrass_v2_detector_model_archive": model,
-        "mxnet_opencv_runtime_wheelhouse_src": str(ensure_wheelhouse()),
+        "mxnet_opencv_runtime_wheelhouse_src": str(ensure_runtime_wheelhouse()),
         "smoke_test_image": str(write_synthetic_image(out / "sample.png", 640, 480, SAMPLE_BOXES)),
     }
     # JSON is valid YAML, and ansible-playbook -e @file reads either.
