@@ -344,7 +344,7 @@ def test_entry_point_on_a_device_with_the_runtime_and_the_stand_in(edge_devices,
         started.stdout + started.stderr + fleet.run(host, "sudo journalctl -u edgeml-itest-ipc").stdout
     )
     # The system python3 of the device runs the stand-in: Debian's, not the runtime's virtualenv.
-    assert fleet.run(host, "systemctl show -p ExecStart edgeml-itest-ipc").stdout.count("python3 ") == 1
+    assert "path=/usr/bin/python3 ;" in fleet.run(host, "systemctl show -p ExecStart edgeml-itest-ipc").stdout
 
     environment = {
         "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": f"{DEVICE_RUN}/ipc.socket",
