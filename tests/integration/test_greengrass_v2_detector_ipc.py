@@ -252,17 +252,29 @@ def test_entry_point_answers_an_injected_event_with_detections(ipc_client_dir, s
     component = subprocess.Popen([sys.executable, "-u", str(ENTRY_POINT)], env=environment, stdout=log, stderr=log)
     try:
         assert stand_in.wait_subscribed(INPUT_TOPIC, 60), (tmp_path / "component.log").read_text()
-        assert stand_in.inject(INPUT_TOPIC, json.dumps({"image_path": image}).encode()) == 1
+        assert stand_in.inject(INPUT_TOPIC, b"not json") == 1
         assert stand_in.wait_published(1, 60), (tmp_path / "component.log").read_text()
+        assert stand_in.inject(INPUT_TOPIC, json.dumps({"image_path": image}).encode()) == 1
+        assert stand_in.wait_published(2, 60), (tmp_path / "component.log").read_text()
         assert component.poll() is None, "the component must keep running after an event"
+        # The nucleus going away ends the subscription: the component exits non-zero (to be restarted).
+        stand_in.stop()
+        assert component.wait(30) == 1
     finally:
-        component.terminate()
+        component.kill()
         component.wait(10)
         log.close()
-    [record] = stand_in.published
-    assert (record["topic"], record["qos"]) == (OUTPUT_TOPIC, "1")
-    assert_expected_detections(json.loads(record["payload"]), image)
-    assert stand_in.history == ["CONNECT", f"SubscribeToIoTCore {INPUT_TOPIC}", f"PublishToIoTCore {OUTPUT_TOPIC}"]
+    assert "the subscription to itest/infer/input was closed by the nucleus" in (tmp_path / "component.log").read_text()
+    rejected, detected = stand_in.published
+    assert [(r["topic"], r["qos"]) for r in stand_in.published] == [(OUTPUT_TOPIC, "1")] * 2
+    assert (
+        json.loads(rejected["payload"])["error"]
+        == "event must be a JSON object with 'image_path'; got text that is not JSON"
+    )
+    assert_expected_detections(json.loads(detected["payload"]), image)
+    assert (
+        stand_in.history == ["CONNECT", f"SubscribeToIoTCore {INPUT_TOPIC}"] + [f"PublishToIoTCore {OUTPUT_TOPIC}"] * 2
+    )
     assert stand_in.refused == []
 
 

@@ -5,10 +5,10 @@ inference code (``object_detector``) on ``PYTHONPATH``; settings are the environ
 ``object_detector``'s docstring. The model is loaded before anything is subscribed, so a model that
 does not load makes the component (and with it the deployment) fail, and ``ROLLBACK`` restores the
 previous one. Events arrive on ``INPUT_TOPIC`` through the nucleus's IoT Core MQTT proxy (IPC,
-``awsiotsdk``), and each produces one message on ``OUTPUT_TOPIC``, as in the V1 Lambda.
+``awsiotsdk``), and each produces one message on ``OUTPUT_TOPIC``, as in the V1 Lambda. When the nucleus ends
+the subscription (its IPC connection is gone), the entry point exits 1, so the nucleus restarts the component.
 """
 
-import json
 import logging
 import os
 import sys
@@ -38,11 +38,18 @@ def main() -> int:
     LOG.info("model loaded; listening on %s", input_topic)
 
     def on_event(event) -> None:
-        service.handle(json.loads(event.message.payload.decode("utf-8")))
+        # The raw bytes: a payload that is not a JSON event gets an error message on OUTPUT_TOPIC, like in V1.
+        service.handle(event.message.payload)
 
-    ipc.subscribe_to_iot_core(topic_name=input_topic, qos=QOS.AT_LEAST_ONCE, on_stream_event=on_event)
-    threading.Event().wait()
-    return 0
+    # The subscription ends only when the connection to the nucleus does: exit non-zero so the nucleus restarts
+    # the component (or reports it broken) instead of leaving it running deaf.
+    closed = threading.Event()
+    ipc.subscribe_to_iot_core(
+        topic_name=input_topic, qos=QOS.AT_LEAST_ONCE, on_stream_event=on_event, on_stream_closed=closed.set
+    )
+    closed.wait()
+    LOG.error("the subscription to %s was closed by the nucleus", input_topic)
+    return 1
 
 
 if __name__ == "__main__":
