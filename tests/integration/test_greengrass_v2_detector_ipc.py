@@ -9,9 +9,9 @@ the project's virtualenv).
 On the controller: the client connects (and is refused with a wrong SVCUID), publishes, subscribes and receives
 injected messages; the entry point, run with the component's environment, the real small SSD model and this
 machine's MXNet, answers an injected event with the expected detections, and exits non-zero before subscribing
-when the model does not load. On a simulated device: the same through the mxnet_opencv_runtime role's virtualenv
-with awsiotsdk installed the way ``playbooks/provision_greengrass_v2.yml`` asks for it, and the stand-in run by
-the device's own ``python3``.
+when the model does not load. On a simulated device: ``playbooks/provision_greengrass_v2.yml``'s runtime
+step (tag ``runtime``) installs the inference runtime with awsiotsdk from the wheelhouse, then the entry point runs
+in that virtualenv against the stand-in run by the device's own ``python3``.
 """
 
 from __future__ import annotations
@@ -294,13 +294,11 @@ def test_entry_point_exits_before_subscribing_when_the_model_does_not_load(ipc_c
 DEVICE_DIR = "/opt/edgeml-itest"
 DEVICE_RUN = "/run/edgeml-itest"
 
-DEVICE_PLAYBOOK = """
-- name: Runtime (with the V2 detector's pins, as provision_greengrass_v2.yml asks) and the component's files
+FILES_PLAYBOOK = """
+- name: The component's files and the stand-in
   hosts: edge_devices
-  gather_facts: true
-  roles:
-    - role: edgeml.greengrass.mxnet_opencv_runtime
-  post_tasks:
+  gather_facts: false
+  tasks:
     - name: Folders of the component and the stand-in
       ansible.builtin.file:
         path: "{{ item }}"
@@ -333,16 +331,25 @@ def test_entry_point_on_a_device_with_the_runtime_and_the_stand_in(edge_devices,
         {"src": str(image), "dest": f"{DEVICE_DIR}/scene.png"},
         {"src": str(STANDIN), "dest": f"{DEVICE_DIR}/standin/server.py"},
     ]
-    playbook = tmp_path / "device.yml"
-    playbook.write_text(DEVICE_PLAYBOOK % {"dir": DEVICE_DIR})
-    extra_vars = {
+    # The runtime as the V2 playbook installs it: its "runtime" tag on a host that site.yml would group greengrass_v2.
+    groups = tmp_path / "groups.yml"
+    groups.write_text(yaml.safe_dump({"greengrass_v2": {"children": {"edge_devices": {}}}}))
+    runtime_vars = {
         "mxnet_opencv_runtime_wheelhouse_src": str(wheelhouse.ensure_runtime_wheelhouse()),
-        "mxnet_opencv_runtime_extra_pip_packages": pins_of_the_role(),
         "mxnet_opencv_runtime_verify": False,
-        "files": files,
+        "edgeml_aws_region": "us-east-1",
+        "greengrass_v2_nucleus_version": "2.0.0",  # required by the nucleus role's argument spec, never used here
     }
-    run = run_playbook(playbook, fleet.inventory, extra_vars=extra_vars)
+    run = run_playbook(V2_PLAYBOOK, fleet.inventory, "-i", str(groups), "--tags", "runtime", extra_vars=runtime_vars)
     assert run.returncode == 0, run.describe()
+    installed = fleet.run(host, "/opt/edgeml/inference-venv/bin/python -m pip list --format json")
+    versions = {p["name"]: p["version"] for p in json.loads(installed.stdout)}
+    assert [f"{name}=={versions.get(name)}" for name in ("awsiotsdk", "awscrt")] == pins_of_the_role()
+
+    playbook = tmp_path / "files.yml"
+    playbook.write_text(FILES_PLAYBOOK % {"dir": DEVICE_DIR})
+    copied = run_playbook(playbook, fleet.inventory, extra_vars={"files": files})
+    assert copied.returncode == 0, copied.describe()
 
     standin = f"python3 {DEVICE_DIR}/standin/server.py"
     control = f"--control {DEVICE_RUN}/control"
