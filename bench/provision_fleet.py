@@ -9,11 +9,19 @@ wheelhouse and the demo artefacts are built once and cached before any timing. M
 - changed task results on the re-run (target 0), from the PLAY RECAP;
 - AWS write calls on the re-run (target 0), from the endpoint's own request record, each request
   classified as read or write by its API operation (tests/e2e/fleet.py);
-- T(N)/T(1) of the first run (target <= 4 for 16 devices; ansible.cfg sets forks = 16).
+- T(N)/T(1) of the first run (target <= 4 for 16 devices; ansible.cfg sets forks = 16);
+- where each run's CPU time went: the simulated devices, the controller (ansible-playbook and everything
+  it starts) and the AWS endpoint, each counted by a cgroup of its own (bench/cpu_accounting.py), and the
+  floor that puts under the wall time on this machine: (all of it) / cores. Real devices do their share on
+  their own CPUs, in parallel; here they share the controller's cores.
+
+Every device runs the same Greengrass generation (``--generation``, default v1, the reference
+architecture; ``mixed`` keeps the demo inventory's split, where edge-03 is V2), so the sizes compare
+like with like.
 
 The machine's load average is printed next to each size: on a shared machine the figures depend on it.
 
-    python bench/provision_fleet.py [--sizes 1,4,16] [--keep]
+    python bench/provision_fleet.py [--sizes 1,4,16] [--generation v1|v2|mixed] [--keep]
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
+
+from cpu_accounting import CpuAccounting  # noqa: E402
 
 from tests.e2e.fleet import (  # noqa: E402
     SITE_PLAYBOOK,
@@ -40,16 +50,27 @@ from tests.e2e.fleet import (  # noqa: E402
 from tests.testbed.edge_devices import EdgeDeviceBed, build_image  # noqa: E402
 
 
-def provision(size: int, extra_vars_file: Path, workdir: Path, timeout: float) -> dict:
+def provision(
+    size: int, extra_vars_file: Path, workdir: Path, timeout: float, accounting: CpuAccounting, extra_vars: dict
+) -> dict:
     """Boot `size` devices on a fresh endpoint, run site.yml twice; the figures of both runs."""
     row: dict = {"devices": size, "load_start": load_average()}
     with recording_endpoint(workdir / "aws") as (endpoint, requests):
+        accounting.assign("aws_endpoint", endpoint.process.pid)
         env = dict(os.environ, **endpoint.environment())
         started = time.monotonic()
         bed = EdgeDeviceBed(f"bench-provision-{os.getpid()}-{size}", count=size, tied_to_process=True).up()
         row["boot_s"] = time.monotonic() - started
+        for device in bed.devices:
+            accounting.assign("devices", device.pid)
+
+        def timed_run():
+            before = accounting.usage_seconds()
+            run = run_site(SITE_PLAYBOOK, [bed.inventory], extra_vars_file, env, extra_vars=extra_vars, timeout=timeout)
+            return run, CpuAccounting.spent(before, accounting.usage_seconds())
+
         try:
-            first = run_site(SITE_PLAYBOOK, [bed.inventory], extra_vars_file, env, timeout=timeout)
+            first, row["first_cpu"] = timed_run()
             (workdir / "first-run.json").write_text(first.output_text())
             row["first_s"] = first.seconds
             row["first_failed"] = sorted(h for h, s in first.recap.items() if s["failures"] or s["unreachable"])
@@ -57,7 +78,7 @@ def provision(size: int, extra_vars_file: Path, workdir: Path, timeout: float) -
             if row["first_failed"]:
                 print(f"  {size} devices: first run failed on {row['first_failed']}:\n{first.describe()}", flush=True)
             mark = requests.mark()
-            rerun = run_site(SITE_PLAYBOOK, [bed.inventory], extra_vars_file, env, timeout=timeout)
+            rerun, row["rerun_cpu"] = timed_run()
             (workdir / "re-run.json").write_text(rerun.output_text())
             calls = requests.calls(since=mark)
             row["rerun_s"] = rerun.seconds
@@ -75,6 +96,12 @@ def provision(size: int, extra_vars_file: Path, workdir: Path, timeout: float) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,4,16", help="comma-separated fleet sizes (default 1,4,16)")
+    parser.add_argument(
+        "--generation",
+        choices=("v1", "v2", "mixed"),
+        default="v1",
+        help="Greengrass generation of every device (default v1); mixed: the demo inventory's (edge-03 is V2)",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one site.yml run may take")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (runs' JSON output, AWS record)")
     args = parser.parse_args()
@@ -89,6 +116,11 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-provision-fleet-"))
     os.environ["ANSIBLE_LOCAL_TEMP"] = str(workdir / "ansible-local-tmp")
+    extra_vars = {} if args.generation == "mixed" else {"edgeml_greengrass_generation": args.generation}
+    accounting = CpuAccounting(f"edgeml-bench-provision-{os.getpid()}")
+    # This process first: ansible-playbook and all it starts inherit the controller's group; the endpoint
+    # and the devices it starts are moved to theirs as soon as they run.
+    accounting.assign("controller", os.getpid())
     try:
         # Cached parts first, outside any timing: the device image, wheelhouse, stand-in core, model.
         build_image()
@@ -97,13 +129,20 @@ def main() -> int:
         artefacts["greengrass_v1_detector_package_path"] = str(workdir / "package" / "edgeml-object-detector.zip")
         extra_vars_file = workdir / "artefacts.json"
         extra_vars_file.write_text(json.dumps(artefacts, indent=2) + "\n")
-        print(f"site.yml fleet provisioning; ansible forks = 16 (ansible.cfg); {os.cpu_count()} CPUs", flush=True)
+        print(
+            f"site.yml fleet provisioning, Greengrass generation {args.generation}; ansible forks = 16 "
+            f"(ansible.cfg); {os.cpu_count()} CPUs",
+            flush=True,
+        )
         rows = []
         for size in sizes:
             print(f"  {size} device(s): booting and provisioning (load average {load_average()})...", flush=True)
-            rows.append(provision(size, extra_vars_file, workdir / f"size-{size}", args.timeout))
+            rows.append(
+                provision(size, extra_vars_file, workdir / f"size-{size}", args.timeout, accounting, extra_vars)
+            )
             print(f"  {size} device(s): {json.dumps(rows[-1])}", flush=True)
     finally:
+        accounting.close()
         if args.keep:
             print(f"work dir kept: {workdir}")
         else:
@@ -122,6 +161,25 @@ def main() -> int:
             f"{row['rerun_changed']:>15} {len(row['rerun_writes']):>18} {row['rerun_calls']:>17} {failed:>13}  "
             f"{row['load_start']} -> {row['load_end']}"
         )
+    print()
+    if not accounting.available:
+        print(f"CPU split not measured: {accounting.reason}")
+    else:
+        cores = os.cpu_count() or 1
+        print(
+            "CPU seconds by party (devices / controller / AWS endpoint / whole machine, the rest is other load) "
+            f"and the wall-time floor they set on {cores} cores, (devices + controller + endpoint) / cores:"
+        )
+        for row in rows:
+            for run in ("first", "rerun"):
+                cpu = row[f"{run}_cpu"]
+                ours = cpu["devices"] + cpu["controller"] + cpu["aws_endpoint"]
+                print(
+                    f"  {row['devices']:>3} devices, {run:<6}: {cpu['devices']:7.1f} / {cpu['controller']:7.1f} / "
+                    f"{cpu['aws_endpoint']:5.1f} / {cpu['machine']:7.1f} s; per device: devices "
+                    f"{cpu['devices'] / row['devices']:.1f} s, controller {cpu['controller'] / row['devices']:.1f} s; "
+                    f"floor {ours / cores:.0f} s of {row[run + '_s']:.0f} s wall"
+                )
     by_size = {row["devices"]: row for row in rows}
     if 1 in by_size:
         for size, row in sorted(by_size.items()):
