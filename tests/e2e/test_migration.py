@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.fleet import SITE_PLAYBOOK, aws_clients, build_artefacts, recording_endpoint, run_site
 from tests.testbed.edge_devices import EdgeDeviceBed, build_image
@@ -162,6 +163,18 @@ def test_succeeded_device_runs_the_nucleus_and_its_v1_core_is_stopped_and_disabl
     unit = fleet.run("edge-01", "cat /etc/systemd/system/greengrass.service").stdout
     assert "alts/current/distro/bin/loader" in unit and "greengrassd" not in unit
     assert unit_state(fleet, "edge-01", "greengrass-v1.service") == ("inactive", "disabled")
+
+
+def test_migrated_device_runtime_has_the_v2_detectors_ipc_client(migrated, fleet):
+    """The V1-provisioned runtime had no awsiotsdk; the V2 component imports it (the role's pins)."""
+    probe = fleet.run(
+        "edge-01",
+        "/opt/edgeml/inference-venv/bin/python -c "
+        "'import awsiot.greengrasscoreipc.clientv2, importlib.metadata as m; print(m.version(\"awsiotsdk\"))'",
+    )
+    assert probe.returncode == 0, probe.stderr
+    defaults = yaml.safe_load((REPO_ROOT / "roles/greengrass_v2_detector/defaults/main.yml").read_text())
+    assert f"awsiotsdk=={probe.stdout.strip()}" in defaults["greengrass_v2_detector_runtime_pip_packages"]
 
 
 def test_failed_device_keeps_its_v1_core_running(migrated, fleet):
