@@ -211,3 +211,35 @@ def test_community_crypto_key_check_refuses_another_key(tmp_path, credentials):
     assert any(
         "does not belong to the" in m and "greengrass_v1_core_private_key_path" in m for m in bad.failure_messages()
     ), bad.describe()
+
+
+def test_the_credential_check_runs_under_the_install_tag_only(tmp_path, credentials):
+    """main.yml gives the include the install phase's tag; `apply` must hand it to the included tasks."""
+    task = {**credential_check_task(), "tags": ["greengrass_v1_core_install"]}
+    play = {
+        "name": "The role's credential check, tagged as main.yml tags it",
+        "hosts": "all",
+        "gather_facts": False,
+        "vars": {
+            "__greengrass_v1_core_key_check": "community_crypto",
+            "greengrass_v1_core_certificate_path": credentials["cert"],
+            "greengrass_v1_core_private_key_path": credentials["other_key"],
+            "greengrass_v1_core_root_ca_path": credentials["ca"],
+        },
+        "tasks": [task],
+    }
+    playbook = tmp_path / "tagged.yml"
+    playbook.write_text(yaml.safe_dump([play], sort_keys=False))
+    inventory = localhost_inventory(tmp_path)
+
+    install = run_playbook(playbook, inventory, "--tags", "greengrass_v1_core_install", timeout=300)
+    assert install.returncode != 0
+    assert "Credentials | Assert the private key belongs to the certificate" in install.task_names("localhost")
+    assert any(
+        "does not belong to the" in m and "greengrass_v1_core_private_key_path" in m and "the core could not" in m
+        for m in install.failure_messages()
+    ), install.describe()
+
+    configure = run_playbook(playbook, inventory, "--tags", "greengrass_v1_core_configure", timeout=300)
+    assert configure.returncode == 0, configure.describe()
+    assert configure.task_names("localhost", include_skipped=True) == []
