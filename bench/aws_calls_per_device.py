@@ -8,9 +8,11 @@ site.yml's controller side does for a Greengrass V1 core:
     edgeml.greengrass.greengrass_v1_group   core/function/resource/subscription definitions, group, role
     edgeml.greengrass.greengrass_v1_deployment  deploy and wait for the (test-bed) device to report Success
 
-Calls are counted from the endpoint's own request log (werkzeug access lines: method + path), each
-line mapped to its API operation through botocore's service models (requestUri templates), so nothing
-in the modules is instrumented. Read = Get*/List*/Describe*; every other operation is a write.
+Calls are counted from the endpoint's own record of every request it received (moto's recorder, read
+and classified by tests/e2e/fleet.py's ``AwsRequestLog``, which the fleet tests and
+bench/provision_fleet.py use too: each request mapped to its API operation through botocore's service
+models), so nothing in the modules is instrumented. Read = Get*/List*/Describe*/Head*; every other
+operation is a write.
 
     python bench/aws_calls_per_device.py [--devices 3]
 """
@@ -21,24 +23,19 @@ import argparse
 import collections
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import urllib.request
 from pathlib import Path
 
-import botocore.loaders
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.e2e.fleet import READ_PREFIXES, recording_endpoint  # noqa: E402
 from tests.testbed.aws_endpoint import LocalAwsEndpoint  # noqa: E402
-
-ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours the lines of non-200 answers
-READ_PREFIXES = ("Get", "List", "Describe")
 
 # greengo 0.x (dzimine/greengo, greengo/greengo.py at commit 07553096b8dceef0e6169f4e92d4a73036c134f4),
 # `greengo create` then `greengo deploy` for one core, one resource list, one Lambda (default role),
@@ -80,46 +77,6 @@ GREENGO_RERUN = [
     ("greengrass:CreateDeployment", "W", "deploy (every time)"),
     ("greengrass:GetDeploymentStatus", "R", "deploy (at least once)"),
 ]
-
-
-def operation_table(services=("greengrass", "iot")):
-    """[(method, compiled path regex, literal length, 'service:Operation')] from botocore's models."""
-    loader = botocore.loaders.Loader()
-    table = []
-    for service in services:
-        model = loader.load_service_model(service, "service-2")
-        for name, operation in model["operations"].items():
-            http = operation.get("http", {})
-            uri = http.get("requestUri", "/").split("?", 1)[0]
-            pattern = ""
-            for piece in re.split(r"(\{[^}]+\})", uri):
-                if piece.startswith("{"):
-                    pattern += ".+" if piece.endswith("+}") else "[^/]+"
-                else:
-                    pattern += re.escape(piece)
-            literal = len(re.sub(r"\{[^}]+\}", "", uri))
-            table.append((http.get("method", "POST"), re.compile("^" + pattern + "/?$"), literal, f"{service}:{name}"))
-    return table
-
-
-def classify(method: str, path: str, table) -> str:
-    # Match the path as sent: an ARN in a path segment (e.g. ListAttachedPolicies' target) is %-encoded.
-    bare = path.split("?", 1)[0]
-    if bare.startswith("/moto-api"):
-        return "test-bed control"
-    if method == "POST" and bare == "/":
-        # Query protocol (action in the body). The only such call these modules make is
-        # sts:GetCallerIdentity (iot_device_identity reads its account id).
-        return "sts:GetCallerIdentity"
-    service_hint = "greengrass" if bare.startswith("/greengrass/") else "iot"
-    matches = [
-        (literal, op)
-        for m, regex, literal, op in table
-        if m == method and op.startswith(service_hint + ":") and regex.match(bare)
-    ]
-    if not matches:
-        return f"unmapped {method} {bare}"
-    return max(matches)[1]
 
 
 def is_read(operation: str) -> bool:
@@ -224,16 +181,6 @@ def run_playbook(path: Path, endpoint: LocalAwsEndpoint) -> dict:
     return {"changed_tasks": sum(changed.values()), "changed_by_task": dict(changed)}
 
 
-def count_calls(log_lines, table):
-    counts = collections.Counter()
-    for line in log_lines:
-        match = ACCESS_LINE.search(ANSI_ESCAPE.sub("", line))
-        if match:
-            counts[classify(match["method"], match["path"], table)] += 1
-    counts.pop("test-bed control", None)
-    return counts
-
-
 def summarize(counts):
     reads = sum(n for op, n in counts.items() if is_read(op))
     return reads, sum(counts.values()) - reads
@@ -243,14 +190,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=3)
     args = parser.parse_args()
-    table = operation_table()
 
-    # The endpoint's access log must reach the file as each request ends, not when a buffer fills.
-    os.environ["PYTHONUNBUFFERED"] = "1"
     with tempfile.TemporaryDirectory(prefix="bench-aws-calls-") as tmp:
         workdir = Path(tmp)
-        log_path = workdir / "aws_endpoint.log"
-        with LocalAwsEndpoint(log_path=log_path) as endpoint:
+        with recording_endpoint(workdir / "aws") as (endpoint, requests):
             request = urllib.request.Request(  # noqa: S310 - the local endpoint
                 f"{endpoint.url}/moto-api/static/greengrass/deployment-outcome",
                 data=json.dumps({"status": "Success"}).encode(),
@@ -260,10 +203,10 @@ def main() -> int:
             path = playbook(args.devices, workdir)
             results = {}
             for phase in ("first run", "re-run"):
-                before = len(log_path.read_text().splitlines())
+                mark = requests.mark()
                 outcome = run_playbook(path, endpoint)
-                lines = log_path.read_text().splitlines()[before:]
-                results[phase] = (count_calls(lines, table), outcome)
+                counts = collections.Counter(f"{call.service}:{call.operation}" for call in requests.calls(since=mark))
+                results[phase] = (counts, outcome)
 
     n = args.devices
     print(f"AWS API calls for {n} device(s): identity + Greengrass V1 group + deployment (moto request log)\n")
