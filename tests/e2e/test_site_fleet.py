@@ -9,8 +9,9 @@ small real MXNet model, wheelhouse). One fleet and one endpoint serve the whole 
 in order and each reads the state the previous runs left:
 
 1. first run, with one device given a bad per-host input (edgeml_gpu: true on a CPU-only device):
-   the other two complete, the bad one stops before its Greengrass core is installed;
-2. the input fixed, a re-run completes the fleet with no duplicate in AWS;
+   the other two complete; the bad one is refused by the provisioning play's input checks (every role's,
+   before the first role writes), so nothing exists for it in AWS (thing, certificate, policy) or on it;
+2. the input fixed, a re-run completes the fleet (the bad device from scratch) with no duplicate in AWS;
 3. a third run changes nothing on any host and makes no AWS write call;
 4. the smoke test runs the deployed detector on a device and brings back its detections;
 5. the devices' private keys never reached the controller or AWS, and are 0600 on the devices.
@@ -64,6 +65,8 @@ PRIVATE_KEY = "/greengrass/certs/device.private.key"
 # What each generation's core install leaves (both run as greengrass.service).
 CORE_INSTALLED = {"v1": "/greengrass/ggc/core/greengrassd", "v2": "/greengrass/v2/alts/current"}
 CORE_UNIT = "/etc/systemd/system/greengrass.service"
+# The first task of every role's own run (Ansible adds it): a host that has it got past the input checks.
+ROLE_START = "Validating arguments against arg spec 'main'"
 
 
 # --------------------------------------------------------------------------- module-wide fleet
@@ -240,7 +243,7 @@ def test_first_run_provisions_the_healthy_devices_despite_one_bad_input(first_ru
     assert list(inventory["functions"]) == [FUNCTION_NAME], inventory["functions"]
 
 
-def test_first_run_stops_the_bad_device_before_its_core(first_run, fleet):
+def test_first_run_refuses_the_bad_device_before_anything_is_written(first_run, fleet, endpoint):
     run, inventory = first_run
     assert run.run.returncode != 0, "a run with a failed host must exit non-zero"
     assert run.recap[BAD_HOST]["failures"] == 1, run.describe()
@@ -249,8 +252,23 @@ def test_first_run_stops_the_bad_device_before_its_core(first_run, fleet):
     # The message names the input that is wrong, the host, and what the host lacks.
     assert "nvidia_driver_cuda_require_gpu" in failures[0], failures
     assert f"{BAD_HOST} has no NVIDIA GPU" in failures[0], failures
-    assert core_state(fleet, BAD_HOST) == {"installed": False, "unit": False, "active": "inactive"}
+    # Refused by the play's input checks: no role started on the host, iot_device_credentials included.
+    started = [name for name in run.run.task_names(BAD_HOST, include_skipped=True) if name.startswith(ROLE_START)]
+    assert started == [], started
+
+    # Nothing for it in AWS: no thing, no certificate, no policy, no group; no request named it.
+    assert BAD_HOST not in inventory["things"], sorted(inventory["things"])
+    good_certificates = {principal for host in GOOD_HOSTS for principal in inventory["things"][host]}
+    assert set(inventory["certificates"]) == good_certificates, inventory["certificates"]
+    assert f"{BAD_HOST}-policy" not in inventory["policies"], inventory["policies"]
+    assert [policy for policy in inventory["policies"] if BAD_HOST in policy] == [], inventory["policies"]
     assert f"{BAD_HOST}-group" not in inventory["groups"], "the failed device got a Greengrass group"
+    assert [body[:200] for body in endpoint[1].bodies() if BAD_HOST in body] == []
+
+    # Nothing on the device: no credentials folder (so no private key), no core.
+    assert fleet.run(BAD_HOST, f"sudo test -e {PRIVATE_KEY}").returncode == 1, f"{BAD_HOST} has {PRIVATE_KEY}"
+    assert fleet.run(BAD_HOST, "sudo test -e /greengrass").returncode == 1, f"{BAD_HOST} has /greengrass"
+    assert core_state(fleet, BAD_HOST) == {"installed": False, "unit": False, "active": "inactive"}
 
 
 # --------------------------------------------------------------------------- 2. the re-run completes the fleet
@@ -279,10 +297,11 @@ def test_rerun_completes_the_fleet_without_duplicates_in_aws(first_run, second_r
         assert components and all(len(versions) == 1 for versions in components.values()), components
         assert len(inventory["v2_deployments"]) == 1, inventory["v2_deployments"]
 
-    # What the first run finished is left as it was: the bad device's thing and certificate are reused,
-    # the healthy devices' groups and deployments get nothing new, no object is uploaded twice.
+    # What the first run finished is left as it was: the healthy devices' groups and deployments get
+    # nothing new, no object is uploaded twice. The bad device's identity was made by this run only.
     first_inventory = first_run[1]
-    assert inventory["things"][BAD_HOST] == first_inventory["things"][BAD_HOST]
+    assert BAD_HOST not in first_inventory["things"]
+    assert f"{BAD_HOST}-policy" in inventory["policies"], inventory["policies"]
     assert inventory["objects"] == first_inventory["objects"]
     assert inventory["v2_deployments"] == first_inventory["v2_deployments"]
     assert inventory["components"] == first_inventory["components"]
