@@ -22,11 +22,13 @@ import platform
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.e2e.fleet import LOCAL_TESTBED_INVENTORY
 from tests.inference import small_ssd
 from tests.roles import wheelhouse
 from tests.roles.playbook_json import run_playbook
@@ -91,7 +93,8 @@ def test_wheelhouse_pins_match_the_role():
 def test_v2_playbook_adds_the_pins_to_the_inventorys_extras(tmp_path):
     """The playbook's own expression, evaluated with the detector role's defaults in the play as there."""
     play = yaml.safe_load(V2_PLAYBOOK.read_text())[0]
-    runtime = next(r for r in play["roles"] if r["role"] == "edgeml.greengrass.mxnet_opencv_runtime")
+    # A play var (the play's input checks and the runtime role both read it).
+    extras = {"mxnet_opencv_runtime_extra_pip_packages": play["vars"]["mxnet_opencv_runtime_extra_pip_packages"]}
     probe_role = tmp_path / "roles" / "probe"
     (probe_role / "tasks").mkdir(parents=True)
     (probe_role / "tasks" / "main.yml").write_text(
@@ -103,7 +106,7 @@ def test_v2_playbook_adds_the_pins_to_the_inventorys_extras(tmp_path):
             "hosts": "all",
             "gather_facts": False,
             "roles": [
-                {"role": str(probe_role), "vars": runtime["vars"]},
+                {"role": str(probe_role), "vars": extras},
                 {"role": "edgeml.greengrass.greengrass_v2_detector", "tags": ["never"]},
             ],
         }
@@ -124,6 +127,7 @@ def test_v2_playbook_adds_the_pins_to_the_inventorys_extras(tmp_path):
     v1_play = yaml.safe_load((REPO_ROOT / "playbooks" / "provision_greengrass_v1.yml").read_text())[0]
     v1_runtime = next(r for r in v1_play["roles"] if r["role"] == "edgeml.greengrass.mxnet_opencv_runtime")
     assert "mxnet_opencv_runtime_extra_pip_packages" not in v1_runtime.get("vars", {})
+    assert "mxnet_opencv_runtime_extra_pip_packages" not in v1_play.get("vars", {})
 
 
 # --- The real client on the controller --------------------------------------------------------------------
@@ -334,13 +338,33 @@ def test_entry_point_on_a_device_with_the_runtime_and_the_stand_in(edge_devices,
     # The runtime as the V2 playbook installs it: its "runtime" tag on a host that site.yml would group greengrass_v2.
     groups = tmp_path / "groups.yml"
     groups.write_text(yaml.safe_dump({"greengrass_v2": {"children": {"edge_devices": {}}}}))
+    # The play checks every role's inputs first, whatever the tags: the other roles' inputs must pass their checks
+    # (local_testbed's group vars and these small stand-ins, looked at by name, checksum and content only).
+    nucleus_archive = tmp_path / "nucleus-standin.zip"
+    nucleus_archive.write_bytes(b"checked by name and sha256 only: this run installs the runtime alone")
+    model_archive = tmp_path / "model.tar.gz"
+    with tarfile.open(model_archive, "w:gz") as archive:
+        archive.add(f"{small_model}-symbol.json", arcname=f"{model_name}-symbol.json")
+        archive.add(f"{small_model}-0000.params", arcname=f"{model_name}-0000.params")
     runtime_vars = {
         "mxnet_opencv_runtime_wheelhouse_src": str(wheelhouse.ensure_runtime_wheelhouse()),
         "mxnet_opencv_runtime_verify": False,
-        "edgeml_aws_region": "us-east-1",
-        "greengrass_v2_nucleus_version": "2.0.0",  # required by the nucleus role's argument spec, never used here
+        "greengrass_v2_nucleus_archive_src": str(nucleus_archive),
+        "greengrass_v2_nucleus_version": "2.0.0",
+        "greengrass_v2_detector_model_archive": str(model_archive),
+        "greengrass_v2_detector_model_prefix": model_name,
     }
-    run = run_playbook(V2_PLAYBOOK, fleet.inventory, "-i", str(groups), "--tags", "runtime", extra_vars=runtime_vars)
+    run = run_playbook(
+        V2_PLAYBOOK,
+        fleet.inventory,
+        "-i",
+        str(LOCAL_TESTBED_INVENTORY),
+        "-i",
+        str(groups),
+        "--tags",
+        "runtime",
+        extra_vars=runtime_vars,
+    )
     assert run.returncode == 0, run.describe()
     installed = fleet.run(host, "/opt/edgeml/inference-venv/bin/python -m pip list --format json")
     versions = {p["name"]: p["version"] for p in json.loads(installed.stdout)}
