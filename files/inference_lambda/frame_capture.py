@@ -5,8 +5,9 @@ MXNet or Greengrass:
 
 - ``open_source`` / ``FrameSource``: ``cv2.VideoCapture`` on ``/dev/videoN`` (V4L2),
   a file path or an ``rtsp://`` (also ``http(s)://``) URL. Live sources (camera, URL)
-  are grabbed continuously and decoded (``retrieve``) only at the requested rate, so
-  the driver's buffer never serves stale frames; files are read at the requested rate
+  are grabbed continuously and converted to BGR (``retrieve``) only at the requested
+  rate, so the driver's buffer never serves stale frames (with FFmpeg, ``grab`` itself
+  decodes: about 3.5 ms for a 1080p MJPG frame here, ``retrieve`` 0.7 ms); files are read at the requested rate
   as if a camera produced them.
 - ``DropOldestQueue``: a queue of fixed size where a put into a full queue drops the
   *oldest* item and counts it, so a slow consumer always gets the newest frames and
@@ -199,7 +200,8 @@ class FrameSource:
         if capture is None:
             raise SourceError("video source {} is not open".format(self.source))
         if self.live:
-            # Grab (cheap, no colour conversion) every frame the source produces; decode only the due ones.
+            # Grab every frame the source produces (FFmpeg decodes it there); only the due ones are retrieved
+            # (colour conversion and copy).
             while not stop.is_set():
                 if not capture.grab():
                     raise SourceError("video source {} stopped giving frames".format(self.source))
