@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -114,6 +115,8 @@ def main() -> int:
     if os.geteuid() != 0:
         sys.exit("provision_fleet: simulated devices need root (overlay mounts, systemd-nspawn)")
 
+    # A SIGTERM (timeout, kill) unwinds like Ctrl-C, so the endpoint, the devices and the cgroups are cleaned up.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     workdir = Path(tempfile.mkdtemp(prefix="bench-provision-fleet-"))
     os.environ["ANSIBLE_LOCAL_TEMP"] = str(workdir / "ansible-local-tmp")
     extra_vars = {} if args.generation == "mixed" else {"edgeml_greengrass_generation": args.generation}
