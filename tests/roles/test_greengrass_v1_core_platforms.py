@@ -9,17 +9,14 @@ Ubuntu 18.04/20.04 runs the real `openssl` command against real keys.
 
 from __future__ import annotations
 
-import datetime
 import shutil
 import sys
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.pki import private_key_pem, self_signed_certificate
 from tests.roles.playbook_json import REPO_ROOT, localhost_inventory, run_playbook
 
 FAKE_CHECKSUM = "0" * 64
@@ -27,25 +24,11 @@ FAKE_CHECKSUM = "0" * 64
 
 def _pem_pair(tmp_path, name: str):
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
     key_path = tmp_path / f"{name}.private.key"
     cert_path = tmp_path / f"{name}.cert.pem"
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    key_path.write_bytes(private_key_pem(key))
     key_path.chmod(0o600)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(self_signed_certificate(key, name))
     return cert_path, key_path
 
 

@@ -7,18 +7,15 @@ stand-in core built by tests/standins/greengrass_v1_core/build.py.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.pki import private_key_pem, self_signed_certificate
 from tests.roles.playbook_json import run_playbook
 from tests.standins.greengrass_v1_core import build
 
@@ -204,22 +201,8 @@ def test_archive_url_is_checked_before_anything_is_written_then_installs(tmp_pat
 
     # Test-only credentials: a real pair made here (the device has no crypto library yet; the role installs it).
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{host}-core")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    cert_pem = self_signed_certificate(key, f"{host}-core")
+    key_pem = private_key_pem(key)
     push(fleet, host, cert_pem, f"{CREDENTIALS_DIR}/core.cert.pem")
     push(fleet, host, cert_pem, f"{CREDENTIALS_DIR}/root.ca.pem")
     push(fleet, host, key_pem, f"{CREDENTIALS_DIR}/core.private.key", mode="0600")

@@ -9,17 +9,15 @@ the V2 device test); here the entry point's own behaviour: what it accepts, what
 
 from __future__ import annotations
 
-import datetime
 import json
 import shutil
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.pki import private_key_pem, self_signed_certificate
 from tests.roles.playbook_json import localhost_inventory, run_playbook
 
 METHODS = [
@@ -32,28 +30,12 @@ METHODS = [
 
 def _write_pair(directory, name: str, encryption=None):
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
     key_path = directory / f"{name}.private.key"
     cert_path = directory / f"{name}.cert.pem"
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        encryption or serialization.NoEncryption(),
-    )
+    key_pem = private_key_pem(key, encryption)
     key_path.write_bytes(key_pem)
     key_path.chmod(0o600)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(self_signed_certificate(key, name))
     return cert_path, key_path, key_pem
 
 

@@ -6,7 +6,6 @@ only the pid file and /proc/sys/fs are pointed at temporary paths through the st
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
@@ -19,36 +18,16 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
+from tests.pki import private_key_pem, self_signed_certificate
 from tests.standins.greengrass_v1_core import build
 
 THING_ARN = "arn:aws:iot:us-east-1:123456789012:thing/edge-core-1"
 
 
 def _self_signed(key) -> bytes:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edge-core-1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _key_pem(key) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    return self_signed_certificate(key, "edge-core-1")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +47,7 @@ class Core:
         self.proc_fs.mkdir()
         self.set_kernel(hardlinks="1", symlinks="1")
         key = ec.generate_private_key(ec.SECP256R1())
-        (self.root / "certs" / "core.private.key").write_bytes(_key_pem(key))
+        (self.root / "certs" / "core.private.key").write_bytes(private_key_pem(key))
         (self.root / "certs" / "core.cert.pem").write_bytes(_self_signed(key))
         ca_key = ec.generate_private_key(ec.SECP256R1())
         (self.root / "certs" / "root.ca.pem").write_bytes(_self_signed(ca_key))

@@ -7,7 +7,6 @@ temporary folder; only --setup-system-service true (systemd) is left to the mole
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import shutil
@@ -18,11 +17,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
+from tests.pki import self_signed_certificate
 from tests.standins.greengrass_v2_nucleus import build
 
 pytestmark = pytest.mark.skipif(not shutil.which("javac"), reason="needs a JDK (javac) to build the stand-in")
@@ -36,19 +34,7 @@ def archive(tmp_path_factory) -> dict[str, str]:
 
 
 def _certificate(key) -> bytes:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, THING)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
+    return self_signed_certificate(key, THING)
 
 
 def _key_pem(key, traditional: bool) -> bytes:
