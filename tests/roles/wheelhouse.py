@@ -39,28 +39,37 @@ def wheelhouse_dir(python_version: str, platform: str, requirements=REQUIREMENTS
     return cache_root() / "wheels" / f"py{python_version}-{platform}-{digest}"
 
 
-def ensure_wheelhouse(
-    python_version: str = "3.11", platform: str = "manylinux2014_x86_64", requirements=REQUIREMENTS
-) -> Path:
-    """Download the wheels (and their dependencies) for that Python and platform unless already there."""
-    target = wheelhouse_dir(python_version, platform, requirements)
+def _build_once(target: Path, requirements, fill) -> Path:
+    """target, made by fill(partial_dir) unless already complete; the stamp is written only after fill succeeded,
+    and the folder appears under its name in one rename, so an interrupted build is never taken as done."""
     if (target / STAMP).exists():
         return target
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    environment = dict(os.environ, PIP_CACHE_DIR=str(cache_root() / "pip"), PIP_DISABLE_PIP_VERSION_CHECK="1")
-    # --only-binary with --python-version/--platform: wheels for the device, not for this controller.
-    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:"]
-    argv += ["--python-version", python_version, "--implementation", "cp", "--platform", platform]
-    argv += ["--dest", str(partial), *requirements]
-    result = subprocess.run(argv, capture_output=True, text=True, env=environment)
-    if result.returncode != 0:
-        raise RuntimeError(f"pip download failed for the wheelhouse ({' '.join(argv)}):\n{result.stderr[-3000:]}")
+    fill(partial)
     (partial / STAMP).write_text("\n".join(requirements) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return target
+
+
+def ensure_wheelhouse(
+    python_version: str = "3.11", platform: str = "manylinux2014_x86_64", requirements=REQUIREMENTS
+) -> Path:
+    """Download the wheels (and their dependencies) for that Python and platform unless already there."""
+
+    def download(partial: Path) -> None:
+        environment = dict(os.environ, PIP_CACHE_DIR=str(cache_root() / "pip"), PIP_DISABLE_PIP_VERSION_CHECK="1")
+        # --only-binary with --python-version/--platform: wheels for the device, not for this controller.
+        argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:"]
+        argv += ["--python-version", python_version, "--implementation", "cp", "--platform", platform]
+        argv += ["--dest", str(partial), *requirements]
+        result = subprocess.run(argv, capture_output=True, text=True, env=environment)
+        if result.returncode != 0:
+            raise RuntimeError(f"pip download failed for the wheelhouse ({' '.join(argv)}):\n{result.stderr[-3000:]}")
+
+    return _build_once(wheelhouse_dir(python_version, platform, requirements), requirements, download)
 
 
 def ensure_runtime_wheelhouse(
@@ -69,23 +78,17 @@ def ensure_runtime_wheelhouse(
     """One folder with the runtime's wheels and the extras' wheels (hard links into the two cached wheelhouses)."""
     parts = [ensure_wheelhouse(python_version, platform), ensure_wheelhouse(python_version, platform, extras)]
     requirements = REQUIREMENTS + tuple(extras)
-    target = wheelhouse_dir(python_version, platform, requirements)
-    if (target / STAMP).exists():
-        return target
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for part in parts:
-        for wheel in part.glob("*.whl"):
-            if not (partial / wheel.name).exists():
-                try:
-                    os.link(wheel, partial / wheel.name)
-                except OSError:  # another file system
-                    shutil.copy2(wheel, partial / wheel.name)
-    (partial / STAMP).write_text("\n".join(requirements) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    return target
+
+    def link(partial: Path) -> None:
+        for part in parts:
+            for wheel in part.glob("*.whl"):
+                if not (partial / wheel.name).exists():
+                    try:
+                        os.link(wheel, partial / wheel.name)
+                    except OSError:  # another file system
+                        shutil.copy2(wheel, partial / wheel.name)
+
+    return _build_once(wheelhouse_dir(python_version, platform, requirements), requirements, link)
 
 
 def main(argv: list[str] | None = None) -> int:
