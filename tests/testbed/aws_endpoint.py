@@ -1,8 +1,11 @@
-"""The test bed's local AWS-compatible endpoint: moto's server on 127.0.0.1.
+"""The test bed's local AWS-compatible endpoint: moto's server on 127.0.0.1, with AWS IoT Core's data plane.
 
 Started on a free port, reached by boto3 and by this collection's modules only
 through the standard ``AWS_ENDPOINT_URL`` / ``endpoint_url`` option with dummy
-credentials, and stopped afterwards.
+credentials, and stopped afterwards. The same process serves AWS IoT Core's MQTT
+broker (TLS, device certificates, policy evaluation; tests/testbed/iot_data_plane/)
+on a second free port: ``LocalAwsEndpoint.data_plane()`` says where, and which root
+CA its clients trust.
 
     python -m tests.testbed.aws_endpoint start --state-dir DIR   # prints the URL
     python -m tests.testbed.aws_endpoint stop --state-dir DIR
@@ -54,9 +57,16 @@ def port_is_free(host: str, port: int) -> bool:
 class LocalAwsEndpoint:
     """A moto server process; use as a context manager or call start()/stop()."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        log_path: Path | None = None,
+        mqtt_port: int | None = None,
+    ):
         self.host = host
         self.port = port
+        self.mqtt_port = mqtt_port
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
@@ -77,6 +87,8 @@ class LocalAwsEndpoint:
                 "to get a free one (a leftover endpoint from a killed run can be stopped with "
                 "`python -m tests.testbed.aws_endpoint stop --state-dir DIR`)"
             )
+        if self.mqtt_port is None:
+            self.mqtt_port = free_port(self.host)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [
@@ -87,6 +99,8 @@ class LocalAwsEndpoint:
                 self.host,
                 "--port",
                 str(self.port),
+                "--mqtt-port",
+                str(self.mqtt_port),
             ],
             cwd=REPO_ROOT,
             stdout=log,
@@ -104,6 +118,11 @@ class LocalAwsEndpoint:
                 time.sleep(0.2)
         self.stop()
         raise EndpointError(f"the local AWS endpoint did not answer on {self.url} within {timeout:.0f}s")
+
+    def data_plane(self) -> dict:
+        """{"mqtt": {"host", "port"}, "root_ca_pem"}: where the IoT data plane listens and the CA it chains to."""
+        with urllib.request.urlopen(f"{self.url}/moto-api/static/iot-data-plane", timeout=10) as answer:  # noqa: S310
+            return json.load(answer)
 
     def reset(self) -> None:
         """Forget every resource (moto's reset API); cheaper than a restart between tests."""
@@ -159,7 +178,7 @@ def cli(argv: list[str] | None = None) -> int:
     except EndpointError as exc:
         print(f"aws_endpoint: {exc}", file=sys.stderr)
         return 2
-    state.write_text(json.dumps({"pid": endpoint.process.pid, "url": endpoint.url}))
+    state.write_text(json.dumps({"pid": endpoint.process.pid, "url": endpoint.url, "mqtt_port": endpoint.mqtt_port}))
     # Detach: the server keeps running after this CLI exits; `stop` ends it.
     endpoint.process = None
     print(endpoint.url)

@@ -13,6 +13,11 @@ Fix 1 - IoT CreateCertificateFromCsr (moto 5.2.x):
     CA, is ACTIVE when asked, and a CSR with a bad signature is rejected as AWS
     does (InvalidRequestException).
 
+Fix 1a - IoT certificate IDs (moto 5.2.x):
+    moto's certificate ID is the SHA-256 of the PEM text unless its ``iot.use_valid_cert``
+    setting is on; AWS's is the SHA-256 of the DER encoding (x509-client-certs.md), which is
+    what the data plane's broker computes from the certificate a client presents. Turned on.
+
 Fix 1b - IoT DescribeEndpoint (moto 5.2.x):
     moto makes up a new random endpoint address on every call; AWS gives each account one
     fixed address per endpoint type and region. With random addresses every provisioning
@@ -55,32 +60,25 @@ Emulation - Greengrass V2 (``greengrassv2``), which moto 5.2.x lacks:
     ``apply_greengrassv2_emulation``; what is and is not emulated is written at the
     top of ``tests/testbed/greengrassv2_emulation.py``.
 
-Usage: python -m tests.testbed.moto_server_with_fixes --host 127.0.0.1 --port PORT
+Data plane - AWS IoT Core's MQTT broker (``--mqtt-port``): ``tests/testbed/iot_data_plane/``
+    runs in this process on its own thread and reads the same registry. Its address and the root
+    CA its clients trust:
+
+        GET /moto-api/static/iot-data-plane
+        -> {"mqtt": {"host": "127.0.0.1", "port": N}, "root_ca_pem": "-----BEGIN CERTIFICATE-----..."}
+
+Usage: python -m tests.testbed.moto_server_with_fixes --host 127.0.0.1 --port PORT [--mqtt-port PORT]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import functools
+import json
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
-
-@functools.cache
-def _test_ca_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-_TEST_CA_NAME = x509.Name(
-    [
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "edgeml test bed"),
-        x509.NameAttribute(NameOID.COMMON_NAME, "edgeml local IoT CA (not Amazon)"),
-    ]
-)
+from tests.testbed.iot_data_plane import pki
 
 
 def issue_certificate_for_csr(csr_pem: str) -> str:
@@ -88,22 +86,14 @@ def issue_certificate_for_csr(csr_pem: str) -> str:
     csr = x509.load_pem_x509_csr(csr_pem.encode("utf-8"))
     if not csr.is_signature_valid:
         raise ValueError("The CSR signature does not match its public key")
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(csr.subject)
-        .issuer_name(_TEST_CA_NAME)
-        .public_key(csr.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(_test_ca_key(), hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode("utf-8")
+    return pki.issue_device_certificate(csr).public_bytes(serialization.Encoding.PEM).decode("utf-8")
 
 
 def apply_fixes() -> None:
+    from moto.core.config import default_user_config
+
+    default_user_config.setdefault("iot", {})["use_valid_cert"] = True
+
     from moto.iot.exceptions import InvalidRequestException
     from moto.iot.models import IoTBackend
 
@@ -140,8 +130,6 @@ def _deployment_outcomes(backend) -> dict:
 
 
 def apply_greengrass_fixes() -> None:
-    import json
-
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.greengrass import models as gg_models
     from moto.greengrass import urls as gg_urls
@@ -425,14 +413,38 @@ def _add_logger_definitions(gg_models, gg_urls, response_cls, json) -> None:
     gg_models.FakeGroupVersion.to_dict = group_version_to_dict
 
 
+def start_data_plane(host: str, mqtt_port: int) -> None:
+    """The MQTT broker on its thread, and the control route that says where it is."""
+    from moto.moto_api._internal import urls as moto_api_urls
+
+    import logging
+
+    from tests.testbed.iot_data_plane.broker import LOG, MqttDataPlane
+
+    # Every refusal (and why) goes to the endpoint's log, where a failing test's reader looks.
+    LOG.setLevel(logging.INFO)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("iot-data-plane: %(message)s"))
+    LOG.addHandler(handler)
+    data_plane = MqttDataPlane(host, mqtt_port).start()
+
+    def describe_data_plane(request, full_url, headers):
+        return 200, {"Content-Type": "application/json"}, json.dumps(data_plane.info())
+
+    moto_api_urls.url_paths["{0}/moto-api/static/iot-data-plane"] = describe_data_plane
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mqtt-port", type=int, default=None, help="AWS IoT Core MQTT broker (TLS); none if unset")
     args = parser.parse_args()
     apply_fixes()
     apply_greengrass_fixes()
     apply_greengrassv2_emulation()
+    if args.mqtt_port:
+        start_data_plane(args.host, args.mqtt_port)
     from moto.server import main as moto_main
 
     moto_main(["--host", args.host, "--port", str(args.port)])

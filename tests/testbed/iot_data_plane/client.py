@@ -1,0 +1,148 @@
+"""A real MQTT client (paho-mqtt, MQTT 3.1.1 over TLS) for the test bed's AWS IoT Core broker.
+
+Test equipment for the tests and benchmarks: it connects the way an AWS IoT device does - mutual TLS
+with its certificate and key, the bed's root CA, and the server name (SNI) of the account's
+``iot:Data-ATS`` endpoint - while the TCP connection goes to the bed's loopback port. Each call waits
+for the broker's answer and reports it as data (CONNACK code, SUBACK codes, PUBACK or disconnect), so
+tests assert on what the broker did, not on timing.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+@dataclass
+class Outcome:
+    """What the broker answered: accepted, or why not."""
+
+    ok: bool
+    detail: str
+    codes: list[int] = field(default_factory=list)
+
+
+class DataPlaneClient:
+    def __init__(
+        self,
+        data_plane: dict,
+        server_name: str,
+        client_id: str,
+        certificate: str,
+        private_key: str,
+        root_ca: str,
+        timeout: float = 10.0,
+    ):
+        self.server_name = server_name
+        self.timeout = timeout
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._connack = threading.Event()
+        self._connack_code: int | None = None
+        self._disconnected = threading.Event()
+        self._acks: dict[int, threading.Event] = {}
+        self._suback_codes: dict[int, list[int]] = {}
+        address = (data_plane["mqtt"]["host"], data_plane["mqtt"]["port"])
+
+        class _Client(mqtt.Client):
+            # TCP to the bed's loopback port; TLS (SNI and host name check) for the AWS endpoint's name.
+            def _create_socket_connection(self):  # noqa: N802 - paho's name
+                return socket.create_connection(address, timeout=timeout)
+
+        self.mqtt = _Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=root_ca)
+        context.load_cert_chain(certificate, private_key)
+        self.mqtt.tls_set_context(context)
+        self.mqtt.on_connect = self._on_connect
+        self.mqtt.on_disconnect = self._on_disconnect
+        self.mqtt.on_subscribe = self._on_subscribe
+        self.mqtt.on_publish = self._on_publish
+        self.mqtt.on_message = lambda client, userdata, msg: self.messages.put((msg.topic, msg.payload))
+
+    # -- callbacks ------------------------------------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        self._connack_code = reason_code.value
+        self._connack.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self._disconnected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        self._suback_codes[mid] = [code.value for code in reason_codes]
+        self._acks.setdefault(mid, threading.Event()).set()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        self._acks.setdefault(mid, threading.Event()).set()
+
+    # -- operations -----------------------------------------------------------------------------------
+
+    def connect(self) -> Outcome:
+        try:
+            self.mqtt.connect(self.server_name, 8883, keepalive=30)
+        except (ssl.SSLError, OSError) as exc:
+            return Outcome(False, "TLS/connection error: %s" % exc)
+        self.mqtt.loop_start()
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self._connack.wait(0.05):
+                if self._connack_code == 0:
+                    return Outcome(True, "CONNACK accepted")
+                self.close()
+                return Outcome(False, "CONNACK refused (code %s)" % self._connack_code, [self._connack_code])
+            if self._disconnected.is_set():
+                self.close()
+                return Outcome(False, "closed before CONNACK")
+        self.close()
+        return Outcome(False, "no CONNACK within %.0fs" % self.timeout)
+
+    def _wait_ack(self, mid: int) -> bool:
+        event = self._acks.setdefault(mid, threading.Event())
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if event.wait(0.05):
+                return True
+            if self._disconnected.is_set():
+                return False
+        return False
+
+    def subscribe(self, topic_filter: str, qos: int = 1) -> Outcome:
+        result, mid = self.mqtt.subscribe(topic_filter, qos)
+        if result != mqtt.MQTT_ERR_SUCCESS or not self._wait_ack(mid):
+            return Outcome(False, "no SUBACK (disconnected: %s)" % self._disconnected.is_set())
+        codes = self._suback_codes[mid]
+        return Outcome(all(c < 0x80 for c in codes), "SUBACK %s" % codes, codes)
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> Outcome:
+        """QoS 1: accepted when PUBACKed; a broker that refuses the publish closes the connection instead."""
+        info = self.mqtt.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return Outcome(False, "not sent (paho rc %s)" % info.rc)
+        if self._wait_ack(info.mid):
+            return Outcome(True, "PUBACK")
+        return Outcome(False, "disconnected" if self._disconnected.is_set() else "no PUBACK")
+
+    def receive(self, timeout: float | None = None) -> tuple[str, bytes] | None:
+        try:
+            return self.messages.get(timeout=self.timeout if timeout is None else timeout)
+        except queue.Empty:
+            return None
+
+    @property
+    def disconnected(self) -> bool:
+        return self._disconnected.is_set()
+
+    def wait_disconnected(self, timeout: float | None = None) -> bool:
+        return self._disconnected.wait(self.timeout if timeout is None else timeout)
+
+    def close(self) -> None:
+        try:
+            self.mqtt.disconnect()
+        finally:
+            self.mqtt.loop_stop()
