@@ -25,6 +25,7 @@ try:
 except ImportError:
     HAS_CRYPTOGRAPHY = False
 
+from ansible.module_utils.six.moves.urllib.parse import quote
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.errors import AWSErrorHandler
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
@@ -38,6 +39,15 @@ ROLE_ALIAS_RE = re.compile(r"^[\w=,@-]{1,128}$")
 ATTRIBUTE_NAME_RE = re.compile(r"^[a-zA-Z0-9_.,@/:#-]{1,128}$")
 ATTRIBUTE_VALUE_RE = re.compile(r"^[a-zA-Z0-9_.,@/:#=\[\]-]{0,800}$")
 GROUP_ID_RE = re.compile(r"^[a-zA-Z0-9-]{1,128}$")
+
+# The Greengrass data-plane actions a V2 core's nucleus calls (AWS's minimal V2 core policy, device-auth page):
+# resolve and download components, fetch large deployment documents (nucleus 2.3+), read its thing groups (2.5+).
+GREENGRASS_V2_CORE_DATA_PLANE_ACTIONS = (
+    "greengrass:GetComponentVersionArtifact",
+    "greengrass:ResolveComponentCandidates",
+    "greengrass:GetDeploymentConfiguration",
+    "greengrass:ListThingGroupsForCoreDevice",
+)
 
 # AWS IoT keeps at most five versions of a policy; a sixth needs an old one deleted first.
 MAX_POLICY_VERSIONS = 5
@@ -498,53 +508,64 @@ def default_policy_document(
     greengrass_v1_core,
     greengrass_v1_group_id=None,
     token_exchange_role_aliases=None,
+    greengrass_v2_core=False,
 ):
-    """Least-privilege AWS IoT policy for one thing.
+    """Least-privilege AWS IoT policy for one thing, scoped to its own client IDs, topics and shadow.
 
-    The Greengrass V1 part follows AWS's "Minimal AWS IoT policy for the AWS IoT Greengrass core
-    device" (https://docs.aws.amazon.com/greengrass/v1/developerguide/gg-sec.html, section
-    "AWS IoT policy for core devices"): the core connects with client IDs that start with its thing
-    name (it opens more than one connection), uses its own shadow and the group CA topics under
-    $aws/things/<core>-gda/, asks greengrass for its group role and certificates, and reads and
-    reports deployments of its group. Without a known group ID the deployment statements cover any
-    group in the account; pass greengrass_v1_group_id to pin them.
+    The Greengrass V1 part follows AWS's "Minimal AWS IoT Policy for the AWS IoT Greengrass Core Device"
+    (https://docs.aws.amazon.com/greengrass/v1/developerguide/gg-sec.html#gg-config-sec-min-iot-policy):
+    the core connects with client IDs that start with its thing name (it opens more than one connection),
+    uses its own shadow and the group CA topics under $aws/things/<core>-gda/, asks greengrass for its
+    group role and certificates, reads its group's deployments and reports their status for itself only
+    (the last segment of that resource is the URL-encoded ARN of the core's thing, as the page says).
+    Without a known group ID the deployment statements cover any group in the account; pass
+    greengrass_v1_group_id to pin them.
+
+    The Greengrass V2 part follows AWS's "Minimal AWS IoT policy for AWS IoT Greengrass V2 core devices"
+    (https://docs.aws.amazon.com/greengrass/v2/developerguide/device-auth.html#greengrass-core-minimal-iot-policy),
+    with the page's "<thing>*" narrowed to this thing: client IDs <thing> and <thing>#* (the nucleus's
+    extra MQTT connections add "#<n>" to the thing name), its health telemetry topics, its IoT Jobs topics
+    (deployments arrive as jobs), its shadow, and the Greengrass data-plane actions the nucleus calls
+    (the page gives them Resource "*"). The nucleus's token exchange needs token_exchange_role_aliases.
 
     token_exchange_role_aliases: role aliases the device may exchange its certificate for AWS
     credentials with (a Greengrass V2 core's token exchange service); only those aliases.
     """
     iot = "arn:{0}:iot:{1}:{2}:".format(partition, region, account_id)
     thing_arn = iot + "thing/" + thing_name
-    shadow_topics = ["$aws/things/{0}/shadow/*".format(thing_name)]
-    topics = [p.rstrip("/") + "/*" for p in topic_prefixes]
-    statements = []
-
+    things = "$aws/things/{0}/".format(thing_name)
+    # Topics the thing may publish to and receive from, and topic filters it may subscribe to.
+    pub_receive = [things + "shadow/*"]
+    subscribe = [things + "shadow/*"]
     connect = [iot + "client/" + thing_name]
     if greengrass_v1_core:
         # The V1 core's spooler, shadow sync and IPC each hold their own MQTT connection.
         connect.append(iot + "client/" + thing_name + "-*")
-        shadow_topics.append("$aws/things/{0}-gda/*".format(thing_name))
-    statements.append({"Effect": "Allow", "Action": ["iot:Connect"], "Resource": connect})
-    statements.append(
+        pub_receive.append("$aws/things/{0}-gda/*".format(thing_name))
+        subscribe.append("$aws/things/{0}-gda/*".format(thing_name))
+    if greengrass_v2_core:
+        connect.append(iot + "client/" + thing_name + "#*")
+        pub_receive += [things + "greengrass/health/json", things + "greengrassv2/health/json", things + "jobs/*"]
+        subscribe.append(things + "jobs/*")
+    topics = [p.rstrip("/") + "/*" for p in topic_prefixes]
+    statements = [
+        {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": connect},
         {
             "Effect": "Allow",
             "Action": ["iot:Publish", "iot:Receive"],
-            "Resource": [iot + "topic/" + t for t in shadow_topics + topics],
-        }
-    )
-    statements.append(
+            "Resource": [iot + "topic/" + t for t in pub_receive + topics],
+        },
         {
             "Effect": "Allow",
             "Action": ["iot:Subscribe"],
-            "Resource": [iot + "topicfilter/" + t for t in shadow_topics + topics],
-        }
-    )
-    statements.append(
+            "Resource": [iot + "topicfilter/" + t for t in subscribe + topics],
+        },
         {
             "Effect": "Allow",
             "Action": ["iot:GetThingShadow", "iot:UpdateThingShadow", "iot:DeleteThingShadow"],
             "Resource": [thing_arn],
-        }
-    )
+        },
+    ]
     if greengrass_v1_core:
         group = greengrass_v1_group_id or "*"
         deployments = "arn:{0}:greengrass:{1}:{2}:/greengrass/groups/{3}/deployments/*".format(
@@ -566,7 +587,7 @@ def default_policy_document(
                 {
                     "Effect": "Allow",
                     "Action": ["greengrass:UpdateCoreDeploymentStatus"],
-                    "Resource": [deployments + "/cores/*"],
+                    "Resource": [deployments + "/cores/" + quote(thing_arn, safe="")],
                 },
                 {
                     "Effect": "Allow",
@@ -574,6 +595,14 @@ def default_policy_document(
                     "Resource": [thing_arn],
                 },
             ]
+        )
+    if greengrass_v2_core:
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": list(GREENGRASS_V2_CORE_DATA_PLANE_ACTIONS),
+                "Resource": ["*"],
+            }
         )
     if token_exchange_role_aliases:
         statements.append(

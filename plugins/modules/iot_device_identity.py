@@ -18,8 +18,8 @@ description:
     the thing (with attributes and thing group membership), one ACTIVE X.509 certificate attached
     to the thing, and an AWS IoT policy attached to that certificate.
   - Replaces C(greengo create) and the manual certificate steps of a hand-built Greengrass V1 core.
-    The identity itself is generation-neutral; I(greengrass_v1_core) adds what a Greengrass V1 core
-    needs to the default policy.
+    The identity itself is generation-neutral; I(greengrass_v1_core) and I(greengrass_v2_core) add what
+    a Greengrass V1 core or V2 nucleus needs to the default policy, after AWS's documented minimal policies.
   - In C(csr) mode (the default) the device makes its own key and CSR; only the CSR reaches AWS,
     so the private key never leaves the device. In C(aws_generated) mode AWS makes the key pair and
     the module returns the private key once, on the run that created it.
@@ -111,6 +111,18 @@ options:
         minimal Greengrass core policy.
     type: bool
     default: true
+  greengrass_v2_core:
+    description:
+      - Add to the default policy what a Greengrass V2 core's nucleus needs, after AWS's documented minimal
+        AWS IoT policy for Greengrass V2 core devices, scoped to this thing - client IDs C(<thing_name>) and
+        C(<thing_name>#*), its health telemetry topics, its IoT Jobs topics (deployments arrive as jobs), and the
+        Greengrass data-plane actions C(greengrass:GetComponentVersionArtifact),
+        C(greengrass:ResolveComponentCandidates), C(greengrass:GetDeploymentConfiguration) and
+        C(greengrass:ListThingGroupsForCoreDevice).
+      - The token exchange needs I(token_exchange_role_aliases) too.
+    type: bool
+    default: false
+    version_added: 0.2.0
   greengrass_v1_group_id:
     description:
       - Greengrass V1 group ID that the core's deployment permissions are limited to. Without it they
@@ -358,6 +370,7 @@ def ensure_present(module, client, checked):
         params["greengrass_v1_core"],
         params["greengrass_v1_group_id"],
         params["token_exchange_role_aliases"],
+        params["greengrass_v2_core"],
     )
     current_document = policy["policyDocument"] if policy else None
     document_differs = iot.policy_documents_differ(current_document, wanted_document)
@@ -552,6 +565,7 @@ def main():
         policy_document=dict(type="json"),
         topic_prefixes=dict(type="list", elements="str"),
         greengrass_v1_core=dict(type="bool", default=True),
+        greengrass_v2_core=dict(type="bool", default=False),
         greengrass_v1_group_id=dict(type="str"),
         token_exchange_role_aliases=dict(type="list", elements="str", default=[], no_log=False),
     )
