@@ -1,0 +1,330 @@
+"""Greengrass V2 core identities, as the collection makes them, against the test bed's AWS IoT Core data plane.
+
+The identities come from the product module ``iot_device_identity`` with the options
+``playbooks/provision_greengrass_v2.yml`` gives it (V2 core policy, the fleet's thing group, the token
+exchange role alias, the host's and the detector's topic prefixes); each "device" makes its own key and
+CSR. Real MQTT clients (paho-mqtt, MQTT 3.1.1 over mutual TLS) then connect to the bed's broker with those
+certificates and exercise each permission of AWS's minimal V2 core policy that is an MQTT operation; the
+others (role alias, Greengrass data-plane actions) are evaluated on the policy read back from the endpoint,
+since the bed has no credential provider or Greengrass data plane yet. Negative cases: a policy statement
+removed, an INACTIVE certificate, an unregistered one, another thing's certificate, no or a wrong TLS
+server name, and policies the bed cannot evaluate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.pki import private_key_pem, self_signed_certificate
+from tests.roles.playbook_json import localhost_inventory, run_playbook
+from tests.testbed.iot_data_plane.client import DataPlaneClient
+from tests.testbed.iot_data_plane.policy import RequestContext, evaluate, parse_policy
+
+pytestmark = pytest.mark.aws
+
+ALIAS = "GreengrassV2TokenExchangeRoleAlias"
+THING_GROUP = "edgeml-detectors"
+ACCOUNT_ARN = "arn:aws:iot:us-east-1:123456789012:"
+
+
+class Device:
+    """One simulated core's files on the controller (the test plays the device that made its key)."""
+
+    def __init__(self, folder: Path, thing: str):
+        self.thing = thing
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.key_file = folder / "device.private.key"
+        self.key_file.write_bytes(private_key_pem(self.key))
+        self.key_file.chmod(0o600)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, thing)])
+        self.csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(name)
+            .sign(self.key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.PEM)
+            .decode()
+        )
+        self.cert_file = folder / "device.cert.pem"
+        self.certificate_id = ""
+        self.certificate_arn = ""
+        self.policy_name = ""
+
+
+@pytest.fixture
+def data_plane(clean_aws, aws_client, tmp_path):
+    info = clean_aws.data_plane()
+    root_ca = tmp_path / "root.ca.pem"
+    root_ca.write_text(info["root_ca_pem"])
+    host = aws_client("iot").describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    return {"info": info, "root_ca": str(root_ca), "host": host, "endpoint": clean_aws}
+
+
+@pytest.fixture
+def cores(data_plane, tmp_path):
+    """core-1 and core-2, each with the identity provision_greengrass_v2.yml makes for a V2 core."""
+    env = data_plane["endpoint"].environment()
+    devices = {thing: Device(tmp_path / thing, thing) for thing in ("core-1", "core-2")}
+    playbook = tmp_path / "identity.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Identity of a Greengrass V2 core (the options provision_greengrass_v2.yml passes)",
+                    "hosts": "all",
+                    "gather_facts": False,
+                    "module_defaults": {
+                        "group/edgeml.greengrass.aws": {
+                            "endpoint_url": env["AWS_ENDPOINT_URL"],
+                            "region": env["AWS_REGION"],
+                            "access_key": env["AWS_ACCESS_KEY_ID"],
+                            "secret_key": env["AWS_SECRET_ACCESS_KEY"],
+                        }
+                    },
+                    "tasks": [
+                        {
+                            "name": "Thing, certificate from the device's CSR, V2 core policy",
+                            "edgeml.greengrass.iot_device_identity": {
+                                "thing_name": "{{ inventory_hostname }}",
+                                "csr": "{{ csr }}",
+                                "thing_groups": [THING_GROUP],
+                                "create_thing_groups": True,
+                                "topic_prefixes": ["{{ inventory_hostname }}/", "blog/infer/"],
+                                "greengrass_v1_core": False,
+                                "greengrass_v2_core": True,
+                                "token_exchange_role_aliases": [ALIAS],
+                            },
+                            "register": "identity",
+                        },
+                        {
+                            "name": "Keep the result for the test",
+                            "ansible.builtin.copy": {
+                                "content": "{{ identity | to_json }}",
+                                "dest": "{{ result_file }}",
+                                "mode": "0644",
+                            },
+                        },
+                    ],
+                }
+            ],
+            sort_keys=False,
+        )
+    )
+    hosts = {
+        thing: {"csr": device.csr, "result_file": str(device.folder / "identity.json")}
+        for thing, device in devices.items()
+    }
+    run = run_playbook(playbook, localhost_inventory(tmp_path, hosts), env=env, timeout=300)
+    assert run.returncode == 0, run.describe()
+    for device in devices.values():
+        identity = json.loads((device.folder / "identity.json").read_text())
+        device.cert_file.write_text(identity["certificate"]["pem"])
+        device.certificate_id = identity["certificate"]["id"]
+        device.certificate_arn = identity["certificate"]["arn"]
+        device.policy_name = identity["policy"]["name"]
+    return devices
+
+
+def client(data_plane, device: Device, client_id: str | None = None, server_name: str | None = None):
+    return DataPlaneClient(
+        data_plane["info"],
+        data_plane["host"] if server_name is None else server_name,
+        client_id or device.thing,
+        str(device.cert_file),
+        str(device.key_file),
+        data_plane["root_ca"],
+        timeout=5,
+    )
+
+
+def connected(data_plane, device, client_id=None):
+    c = client(data_plane, device, client_id)
+    outcome = c.connect()
+    assert outcome.ok, "%s could not connect as %s: %s" % (device.thing, client_id or device.thing, outcome)
+    return c
+
+
+def test_v2_core_exercises_every_mqtt_permission_of_the_documented_policy(data_plane, cores):
+    core = cores["core-1"]
+    jobs = "$aws/things/core-1/jobs/"
+    shadow = "$aws/things/core-1/shadow/"
+    main = connected(data_plane, core)
+    # The nucleus opens more connections with the thing name and a "#<n>" suffix: both at once.
+    second = connected(data_plane, core, "core-1#2")
+    try:
+        for topic_filter in (jobs + "notify-next", jobs + "$next/get/accepted", jobs + "+/update/accepted"):
+            outcome = second.subscribe(topic_filter)
+            assert outcome.ok, (topic_filter, outcome)
+        for topic_filter in (shadow + "get/accepted", "blog/infer/input"):
+            assert main.subscribe(topic_filter).ok, topic_filter
+        # Publish and Receive on the jobs, health, shadow and detector topics; delivery proves Receive.
+        for topic, receiver in (
+            (jobs + "notify-next", second),
+            (jobs + "$next/get/accepted", second),
+            (jobs + "job-42/update/accepted", second),
+            (shadow + "get/accepted", main),
+            ("blog/infer/input", main),
+        ):
+            assert second.publish(topic, b'{"n": 1}').ok if receiver is main else main.publish(topic, b"{}").ok, topic
+            message = receiver.receive()
+            assert message is not None and message[0] == topic, (topic, message)
+        for topic in (
+            "$aws/things/core-1/greengrass/health/json",
+            "$aws/things/core-1/greengrassv2/health/json",
+            jobs + "$next/get",
+            jobs + "job-42/update",
+            shadow + "get",
+            "blog/infer/output",
+            "core-1/telemetry",
+        ):
+            outcome = main.publish(topic, b"{}")
+            assert outcome.ok, (topic, outcome)
+        assert not main.disconnected and not second.disconnected
+    finally:
+        main.close()
+        second.close()
+
+
+def test_v2_core_policy_as_attached_grants_the_non_mqtt_permissions(aws_client, cores):
+    # No credential provider or Greengrass data plane in the bed yet: the attached policy is evaluated.
+    iot = aws_client("iot")
+    core = cores["core-1"]
+    attached = [p["policyName"] for p in iot.list_attached_policies(target=core.certificate_arn)["policies"]]
+    assert attached == [core.policy_name]
+    policy = parse_policy(core.policy_name, iot.get_policy(policyName=core.policy_name)["policyDocument"])
+    context = RequestContext(client_id="core-1", thing={"name": "core-1"})
+    gg = "arn:aws:greengrass:us-east-1:123456789012:"
+    for action, resource in (
+        ("iot:AssumeRoleWithCertificate", ACCOUNT_ARN + "rolealias/" + ALIAS),
+        ("greengrass:GetComponentVersionArtifact", gg + "components:com.edgeml.ObjectDetector:versions:1.0.0"),
+        ("greengrass:ResolveComponentCandidates", "*"),
+        ("greengrass:GetDeploymentConfiguration", "*"),
+        ("greengrass:ListThingGroupsForCoreDevice", "*"),
+        ("iot:GetThingShadow", ACCOUNT_ARN + "thing/core-1"),
+    ):
+        assert evaluate([policy], action, resource, context).allowed, action
+    assert not evaluate([policy], "iot:AssumeRoleWithCertificate", ACCOUNT_ARN + "rolealias/Admin", context).allowed
+
+
+def _without(document: dict, action: str, resource_part: str) -> dict:
+    """The document with every resource containing resource_part removed from statements granting action."""
+    changed = json.loads(json.dumps(document))
+    for statement in changed["Statement"]:
+        if action in statement["Action"]:
+            statement["Resource"] = [r for r in statement["Resource"] if resource_part not in r]
+    changed["Statement"] = [s for s in changed["Statement"] if s["Resource"]]
+    return changed
+
+
+@pytest.mark.parametrize(
+    "action, resource_part, operation",
+    [
+        ("iot:Subscribe", "jobs/*", ("subscribe", "$aws/things/core-1/jobs/notify-next")),
+        ("iot:Publish", "greengrassv2/health/json", ("publish", "$aws/things/core-1/greengrassv2/health/json")),
+        ("iot:Connect", "client/core-1#*", ("connect", "core-1#2")),
+    ],
+)
+def test_removing_a_statement_refuses_the_matching_operation(
+    data_plane, cores, aws_client, action, resource_part, operation
+):
+    iot = aws_client("iot")
+    core = cores["core-1"]
+    kind, target = operation
+    document = json.loads(iot.get_policy(policyName=core.policy_name)["policyDocument"])
+    iot.create_policy_version(
+        policyName=core.policy_name,
+        policyDocument=json.dumps(_without(document, action, resource_part)),
+        setAsDefault=True,
+    )
+    if kind == "connect":
+        assert not client(data_plane, core, target).connect().ok
+        return
+    c = connected(data_plane, core)
+    try:
+        if kind == "subscribe":
+            outcome = c.subscribe(target)
+            assert not outcome.ok and outcome.codes == [0x80], outcome
+            assert c.subscribe("$aws/things/core-1/shadow/get/accepted").ok  # the rest still works
+        else:
+            outcome = c.publish(target, b"{}")
+            assert not outcome.ok and c.wait_disconnected(), outcome  # AWS closes the connection, no PUBACK
+    finally:
+        c.close()
+
+
+def test_inactive_certificate_cannot_connect_and_reactivated_can(data_plane, cores, aws_client):
+    iot = aws_client("iot")
+    core = cores["core-1"]
+    iot.update_certificate(certificateId=core.certificate_id, newStatus="INACTIVE")
+    outcome = client(data_plane, core).connect()
+    assert not outcome.ok and outcome.codes == [135], outcome  # CONNACK "not authorized"
+    iot.update_certificate(certificateId=core.certificate_id, newStatus="ACTIVE")
+    connected(data_plane, core).close()
+
+
+def test_unregistered_certificate_cannot_connect(data_plane, cores, tmp_path):
+    stranger = Device(tmp_path / "stranger", "core-1")
+    stranger.cert_file.write_bytes(self_signed_certificate(stranger.key, "core-1"))
+    assert not client(data_plane, stranger).connect().ok
+
+
+def test_another_things_certificate_cannot_use_this_things_client_id_or_topics(data_plane, cores):
+    legit = connected(data_plane, cores["core-1"])
+    try:
+        assert legit.subscribe("$aws/things/core-1/jobs/notify-next").ok
+        impostor = client(data_plane, cores["core-2"], "core-1")
+        outcome = impostor.connect()
+        assert not outcome.ok and outcome.codes == [135], outcome
+        # The refused CONNECT with its client ID did not take core-1's connection over.
+        assert not legit.disconnected and legit.publish("core-1/still-here", b"1").ok
+        other = connected(data_plane, cores["core-2"])
+        try:
+            outcome = other.subscribe("$aws/things/core-1/jobs/notify-next")
+            assert not outcome.ok and outcome.codes == [0x80], outcome
+            assert not other.publish("$aws/things/core-1/greengrassv2/health/json", b"{}").ok
+            assert other.wait_disconnected()
+        finally:
+            other.close()
+    finally:
+        legit.close()
+
+
+@pytest.mark.parametrize("server_name", ["localhost", "example.com"])
+def test_tls_without_the_endpoint_server_name_is_refused(data_plane, cores, server_name):
+    # "localhost" is in the bed's server certificate, so only the SNI rule can refuse it.
+    assert not client(data_plane, cores["core-1"], server_name=server_name).connect().ok
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        {
+            "Effect": "Allow",
+            "Action": "iot:*",
+            "Resource": "*",
+            "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.1"}},
+        },
+        {"Effect": "Allow", "Action": "iot:Connect", "Resource": ACCOUNT_ARN + "client/${iot:UnknownVariable}"},
+    ],
+    ids=["unemulated-condition", "unknown-variable"],
+)
+def test_policy_the_bed_cannot_evaluate_never_allows(data_plane, cores, aws_client, statement):
+    iot = aws_client("iot")
+    core = cores["core-2"]
+    iot.detach_policy(policyName=core.policy_name, target=core.certificate_arn)
+    iot.create_policy(
+        policyName="unevaluable", policyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+    )
+    iot.attach_policy(policyName="unevaluable", target=core.certificate_arn)
+    assert not client(data_plane, core).connect().ok
+    log = Path(data_plane["endpoint"].log_path).read_text()
+    assert "policy unevaluable attached to %s is refused by the test bed" % core.certificate_id in log
