@@ -328,3 +328,101 @@ def test_policy_the_bed_cannot_evaluate_never_allows(data_plane, cores, aws_clie
     assert not client(data_plane, core).connect().ok
     log = Path(data_plane["endpoint"].log_path).read_text()
     assert "policy unevaluable attached to %s is refused by the test bed" % core.certificate_id in log
+
+
+# --- the credential provider (the nucleus's token exchange) -----------------------------------------------
+
+TRUST_CREDENTIAL_PROVIDER = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "credentials.iot.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
+}
+
+
+@pytest.fixture
+def token_exchange(aws_client):
+    """The token exchange role and its alias, as the V2 detector role makes them (role trusts the provider)."""
+    iam, iot = aws_client("iam"), aws_client("iot")
+    role = iam.create_role(
+        RoleName="GreengrassV2TokenExchangeRole", AssumeRolePolicyDocument=json.dumps(TRUST_CREDENTIAL_PROVIDER)
+    )["Role"]
+    iot.create_role_alias(roleAlias=ALIAS, roleArn=role["Arn"], credentialDurationSeconds=3600)
+    return role
+
+
+def credentials_request(data_plane, aws_client, device: Device, alias: str, thing_name: str | None):
+    """GET /role-aliases/<alias>/credentials with the device's certificate, as the nucleus sends it."""
+    import http.client
+    import socket
+    import ssl
+
+    host = aws_client("iot").describe_endpoint(endpointType="iot:CredentialProvider")["endpointAddress"]
+    address = data_plane["info"]["credentials"]
+    context = ssl.create_default_context(cafile=data_plane["root_ca"])
+    context.load_cert_chain(device.cert_file, device.key_file)
+    raw = socket.create_connection((address["host"], address["port"]), timeout=10)
+    try:
+        connection = http.client.HTTPSConnection(host, timeout=10)
+        connection.sock = context.wrap_socket(raw, server_hostname=host)
+        connection.request(
+            "GET",
+            "/role-aliases/%s/credentials" % alias,
+            headers=thing_name and {"x-amzn-iot-thingname": thing_name} or {},
+        )
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read() or b"{}")
+    except (ssl.SSLError, ConnectionError) as exc:
+        return None, {"message": str(exc)}
+    finally:
+        raw.close()
+
+
+def test_core_exchanges_its_certificate_for_the_alias_role_credentials(data_plane, cores, aws_client, token_exchange):
+    status, body = credentials_request(data_plane, aws_client, cores["core-1"], ALIAS, "core-1")
+    assert status == 200, body
+    credentials = body["credentials"]
+    assert set(credentials) == {"accessKeyId", "secretAccessKey", "sessionToken", "expiration"}
+    # The local endpoint takes them, and they are the token exchange role's.
+    import boto3
+
+    sts = boto3.client(
+        "sts",
+        endpoint_url=data_plane["endpoint"].url,
+        region_name="us-east-1",
+        aws_access_key_id=credentials["accessKeyId"],
+        aws_secret_access_key=credentials["secretAccessKey"],
+        aws_session_token=credentials["sessionToken"],
+    )
+    assert ":assumed-role/GreengrassV2TokenExchangeRole/" in sts.get_caller_identity()["Arn"]
+
+
+def test_credential_provider_refuses_what_aws_refuses(data_plane, cores, aws_client, token_exchange):
+    iam, iot = aws_client("iam"), aws_client("iot")
+    core = cores["core-1"]
+    # An alias the device's policy does not name.
+    other = iam.create_role(RoleName="Admin", AssumeRolePolicyDocument=json.dumps(TRUST_CREDENTIAL_PROVIDER))["Role"]
+    iot.create_role_alias(roleAlias="AdminAlias", roleArn=other["Arn"])
+    assert credentials_request(data_plane, aws_client, core, "AdminAlias", "core-1")[0] == 403
+    # A thing name that is not the certificate's thing (authorizing-direct-aws.md: 403).
+    assert credentials_request(data_plane, aws_client, core, ALIAS, "core-2")[0] == 403
+    # A role that does not trust the credential provider.
+    untrusting = iam.create_role(
+        RoleName="NoTrust",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )["Role"]
+    iot.update_role_alias(roleAlias=ALIAS, roleArn=untrusting["Arn"])
+    assert credentials_request(data_plane, aws_client, core, ALIAS, "core-1")[0] == 403
+    iot.update_role_alias(roleAlias=ALIAS, roleArn=token_exchange["Arn"])
+    # An INACTIVE certificate.
+    iot.update_certificate(certificateId=core.certificate_id, newStatus="INACTIVE")
+    assert credentials_request(data_plane, aws_client, core, ALIAS, "core-1")[0] != 200
+    iot.update_certificate(certificateId=core.certificate_id, newStatus="ACTIVE")
+    assert credentials_request(data_plane, aws_client, core, ALIAS, "core-1")[0] == 200

@@ -67,6 +67,7 @@ class LocalAwsEndpoint:
         self.host = host
         self.port = port
         self.mqtt_port = mqtt_port
+        self.credentials_port: int | None = None
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
@@ -89,6 +90,7 @@ class LocalAwsEndpoint:
             )
         if self.mqtt_port is None:
             self.mqtt_port = free_port(self.host)
+        self.credentials_port = free_port(self.host)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [
@@ -101,6 +103,8 @@ class LocalAwsEndpoint:
                 str(self.port),
                 "--mqtt-port",
                 str(self.mqtt_port),
+                "--credentials-port",
+                str(self.credentials_port),
             ],
             cwd=REPO_ROOT,
             stdout=log,
@@ -120,7 +124,8 @@ class LocalAwsEndpoint:
         raise EndpointError(f"the local AWS endpoint did not answer on {self.url} within {timeout:.0f}s")
 
     def data_plane(self) -> dict:
-        """{"mqtt": {"host", "port"}, "root_ca_pem"}: where the IoT data plane listens and the CA it chains to."""
+        """{"mqtt": {...}, "credentials": {...}, "root_ca_pem"}: where the IoT data plane listens (host, port)
+        and the CA its server certificates chain to."""
         with urllib.request.urlopen(f"{self.url}/moto-api/static/iot-data-plane", timeout=10) as answer:  # noqa: S310
             return json.load(answer)
 

@@ -65,9 +65,13 @@ Data plane - AWS IoT Core's MQTT broker (``--mqtt-port``): ``tests/testbed/iot_d
     CA its clients trust:
 
         GET /moto-api/static/iot-data-plane
-        -> {"mqtt": {"host": "127.0.0.1", "port": N}, "root_ca_pem": "-----BEGIN CERTIFICATE-----..."}
+        -> {"mqtt": {"host": "127.0.0.1", "port": N}, "credentials": {"host": "127.0.0.1", "port": M},
+            "root_ca_pem": "-----BEGIN CERTIFICATE-----..."}
 
-Usage: python -m tests.testbed.moto_server_with_fixes --host 127.0.0.1 --port PORT [--mqtt-port PORT]
+    and the AWS IoT credential provider (``--credentials-port``, ``iot_data_plane/credentials.py``).
+
+Usage: python -m tests.testbed.moto_server_with_fixes --host 127.0.0.1 --port PORT
+           [--mqtt-port PORT [--credentials-port PORT]]
 """
 
 from __future__ import annotations
@@ -413,13 +417,15 @@ def _add_logger_definitions(gg_models, gg_urls, response_cls, json) -> None:
     gg_models.FakeGroupVersion.to_dict = group_version_to_dict
 
 
-def start_data_plane(host: str, mqtt_port: int) -> None:
-    """The MQTT broker on its thread, and the control route that says where it is."""
-    from moto.moto_api._internal import urls as moto_api_urls
-
+def start_data_plane(host: str, mqtt_port: int, credentials_port: int | None) -> None:
+    """The MQTT broker and the credential provider on their threads, and the control route that says where."""
     import logging
 
-    from tests.testbed.iot_data_plane.broker import LOG, MqttDataPlane
+    from moto.moto_api._internal import urls as moto_api_urls
+
+    from tests.testbed.iot_data_plane.broker import MqttDataPlane
+    from tests.testbed.iot_data_plane.credentials import CredentialProvider
+    from tests.testbed.iot_data_plane.registry import LOG
 
     # Every refusal (and why) goes to the endpoint's log, where a failing test's reader looks.
     LOG.setLevel(logging.INFO)
@@ -427,9 +433,13 @@ def start_data_plane(host: str, mqtt_port: int) -> None:
     handler.setFormatter(logging.Formatter("iot-data-plane: %(message)s"))
     LOG.addHandler(handler)
     data_plane = MqttDataPlane(host, mqtt_port).start()
+    info = data_plane.info()
+    if credentials_port:
+        CredentialProvider(host, credentials_port, data_plane.registry).start()
+        info["credentials"] = {"host": host, "port": credentials_port}
 
     def describe_data_plane(request, full_url, headers):
-        return 200, {"Content-Type": "application/json"}, json.dumps(data_plane.info())
+        return 200, {"Content-Type": "application/json"}, json.dumps(info)
 
     moto_api_urls.url_paths["{0}/moto-api/static/iot-data-plane"] = describe_data_plane
 
@@ -439,12 +449,13 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mqtt-port", type=int, default=None, help="AWS IoT Core MQTT broker (TLS); none if unset")
+    parser.add_argument("--credentials-port", type=int, default=None, help="AWS IoT credential provider (HTTPS)")
     args = parser.parse_args()
     apply_fixes()
     apply_greengrass_fixes()
     apply_greengrassv2_emulation()
     if args.mqtt_port:
-        start_data_plane(args.host, args.mqtt_port)
+        start_data_plane(args.host, args.mqtt_port, args.credentials_port)
     from moto.server import main as moto_main
 
     moto_main(["--host", args.host, "--port", str(args.port)])

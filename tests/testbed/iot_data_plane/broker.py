@@ -1,8 +1,8 @@
 """An AWS IoT Core style MQTT broker for the test bed: amqtt with AWS IoT's authentication and policy rules.
 
 Test equipment, started inside the local AWS endpoint's process (``moto_server_with_fixes.py``) so that
-it reads the same IoT registry the control plane writes: certificates, their status, thing attachments
-and policies are checked live on every operation, as AWS does. The MQTT protocol is amqtt's (a
+it reads the same IoT registry the control plane writes (``registry.py``): certificates, their status,
+thing attachments and policies are checked live on every operation, as AWS does. The MQTT protocol is amqtt's (a
 maintained Python broker); this module only adds AWS's rules, each from the AWS IoT Core developer guide
 page named beside it (source: ``awsdocs/aws-iot-docs``, ``doc_source/<page>.md``).
 
@@ -47,14 +47,9 @@ routed like any other topic).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import logging
 import re
 import ssl
-import tempfile
 import threading
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from amqtt.broker import Broker
@@ -65,102 +60,9 @@ from amqtt.session import Session
 from amqtt.utils import format_client_message
 
 from tests.testbed.iot_data_plane import pki
-from tests.testbed.iot_data_plane.policy import Policy, PolicyError, RequestContext, evaluate, parse_policy
+from tests.testbed.iot_data_plane.registry import LOG, IotRegistry
 
-LOG = logging.getLogger("edgeml.testbed.iot_broker")
 _ATS_HOST = re.compile(r"^[a-z0-9]+-ats\.iot\.([a-z0-9-]+)\.amazonaws\.com$")
-_SUBJECT_FIELDS = {"commonName": "CommonName", "organizationName": "Organization", "countryName": "Country"}
-
-
-@dataclass
-class Principal:
-    """The registered certificate a connection authenticated with, and where it lives."""
-
-    region: str
-    account_id: str
-    certificate_id: str
-    certificate_arn: str
-    subject: dict
-
-
-class IotRegistry:
-    """Read-only views of moto's IoT backends (this process), as the data plane needs them."""
-
-    def __init__(self, account_id: str | None = None):
-        from moto.core import DEFAULT_ACCOUNT_ID
-
-        self.account_id = account_id or DEFAULT_ACCOUNT_ID
-
-    def backend(self, region: str):
-        from moto.iot.models import iot_backends
-
-        return iot_backends[self.account_id][region]
-
-    def certificate(self, region: str, der: bytes):
-        certificate_id = hashlib.sha256(der).hexdigest()
-        return self.backend(region).certificates.get(certificate_id)
-
-    def registered_certificates_pem(self) -> list[str]:
-        from moto.iot.models import iot_backends
-
-        pems = []
-        for region, backend in list(iot_backends[self.account_id].items()):
-            del region
-            pems += [c.certificate_pem for c in list(backend.certificates.values())]
-        return pems
-
-    def policies(self, principal: Principal) -> list[Policy]:
-        backend = self.backend(principal.region)
-        parsed = []
-        for (target, _name), (_principal, policy) in list(backend.principal_policies.items()):
-            if target != principal.certificate_arn:
-                continue
-            try:
-                parsed.append(parse_policy(policy.name, policy.document))
-            except PolicyError as exc:
-                # Never a silent allow: the operation is judged without this policy, and the reason logged.
-                LOG.error(
-                    "policy %s attached to %s is refused by the test bed: %s",
-                    policy.name,
-                    principal.certificate_id,
-                    exc,
-                )
-        return parsed
-
-    def attached_thing(self, principal: Principal, client_id: str | None) -> dict | None:
-        """The thing named like the client ID, if it is attached to the certificate (thing-policy-variables.md)."""
-        if not client_id:
-            return None
-        backend = self.backend(principal.region)
-        if (principal.certificate_arn, client_id) not in backend.principal_things:
-            return None
-        for thing in list(backend.things.values()):
-            if thing.thing_name == client_id:
-                thing_type = thing.thing_type.thing_type_name if thing.thing_type else None
-                return {"name": thing.thing_name, "type": thing_type, "attributes": dict(thing.attributes)}
-        return None
-
-    def context(self, principal: Principal, client_id: str | None) -> RequestContext:
-        certificate = {"Subject." + k: v for k, v in principal.subject.items()}
-        return RequestContext(
-            client_id=client_id, thing=self.attached_thing(principal, client_id), certificate=certificate
-        )
-
-    def authorize(self, principal: Principal, client_id: str | None, action: str, resource: str):
-        arn = "arn:aws:iot:%s:%s:%s" % (principal.region, principal.account_id, resource)
-        decision = evaluate(self.policies(principal), action, arn, self.context(principal, client_id))
-        if not decision.allowed:
-            LOG.info("%s by %s (client %s): %s", action, principal.certificate_id[:12], client_id, decision.reason)
-        return decision
-
-
-def _subject(peer: dict) -> dict:
-    fields = {}
-    for rdn in peer.get("subject", ()):
-        for key, value in rdn:
-            if key in _SUBJECT_FIELDS:
-                fields[_SUBJECT_FIELDS[key]] = value
-    return fields
 
 
 class IotProtocolHandler(BrokerProtocolHandler):
@@ -190,61 +92,11 @@ class IotCoreBroker(Broker):
     def __init__(self, config: dict, registry: IotRegistry, **kwargs: Any):
         super().__init__(config, **kwargs)
         self.registry = registry
-        self._known_pems: set[str] = set()
 
-    # -- TLS: client certificate required, SNI required --------------------------------------------
+    # -- TLS: client certificate required, SNI of the ATS endpoint required --------------------------
 
     def _create_ssl_context(self, listener) -> ssl.SSLContext:
-        chain, key = pki.server_credentials()
-        with tempfile.TemporaryDirectory() as folder:
-            cert_file, key_file = Path(folder, "server.pem"), Path(folder, "server.key")
-            cert_file.write_bytes(chain)
-            key_file.write_bytes(key)
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(cert_file, key_file)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.verify_mode = ssl.CERT_REQUIRED
-        # Registered certificates need not chain to a CA the bed knows (RegisterCertificateWithoutCA):
-        # each registered certificate is itself a trust anchor, and the registry decides at CONNECT.
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        context.load_verify_locations(cadata=pki.ca_certificate_pem())
-        context.sni_callback = self._on_server_name
-        return context
-
-    def _on_server_name(self, ssl_object, server_name, context):
-        if not server_name or not _ATS_HOST.match(server_name):
-            LOG.info("TLS refused: server name %r is not an iot:Data-ATS endpoint host", server_name)
-            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
-        ssl_object.edgeml_server_name = server_name  # the endpoint (and so the region) the client asked for
-        new = [pem for pem in self.registry.registered_certificates_pem() if pem not in self._known_pems]
-        for pem in new:
-            context.load_verify_locations(cadata=pem)
-            self._known_pems.add(pem)
-        return None
-
-    def _principal(self, ssl_object) -> Principal | None:
-        if ssl_object is None:
-            return None
-        der = ssl_object.getpeercert(binary_form=True)
-        region = _ATS_HOST.match(getattr(ssl_object, "edgeml_server_name", None) or "")
-        if der is None or region is None:
-            return None
-        if not region:
-            return None
-        certificate = self.registry.certificate(region.group(1), der)
-        if certificate is None:
-            LOG.info("CONNECT refused: certificate %s is not registered", hashlib.sha256(der).hexdigest()[:12])
-            return None
-        if certificate.status != "ACTIVE":
-            LOG.info("CONNECT refused: certificate %s is %s", certificate.certificate_id[:12], certificate.status)
-            return None
-        return Principal(
-            region=region.group(1),
-            account_id=self.registry.account_id,
-            certificate_id=certificate.certificate_id,
-            certificate_arn=certificate.arn,
-            subject=_subject(ssl_object.getpeercert() or {}),
-        )
+        return self.registry.server_context(_ATS_HOST)
 
     # -- CONNECT: authenticate and authorize before any session state changes -----------------------
 
@@ -257,7 +109,7 @@ class IotCoreBroker(Broker):
             await writer.close()
             raise
 
-        principal = self._principal(writer.get_ssl_info())
+        principal = self.registry.authenticate(writer.get_ssl_info())
         client_id = incoming.client_id or None
         allowed = principal is not None and client_id is not None
         if allowed:

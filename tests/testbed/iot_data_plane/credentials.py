@@ -1,0 +1,148 @@
+"""The AWS IoT Core credential provider for the test bed: a device's certificate exchanged for AWS credentials.
+
+Test equipment, in the local AWS endpoint's process (it reads the same IoT, IAM and STS state). What a
+Greengrass V2 nucleus's token exchange service calls, from "Authorizing direct calls to AWS services
+using AWS IoT Core credential provider" (AWS IoT Core developer guide, authorizing-direct-aws.md):
+
+- ``GET /role-aliases/<alias>/credentials`` over HTTPS with mutual TLS; the server name must be a
+  ``<prefix>.credentials.iot.<region>.amazonaws.com`` host (DescribeEndpoint ``iot:CredentialProvider``).
+- The certificate must be registered in that region and ACTIVE (``registry.py``).
+- ``x-amzn-iot-thingname``, when sent, "must match the name of the AWS IoT Thing resource assigned to a
+  cert. If it doesn't match, a 403 error is returned."
+- The policies attached to the certificate must allow ``iot:AssumeRoleWithCertificate`` on
+  ``rolealias/<alias>`` (step 4 of the page); otherwise 403.
+- The role alias must exist (404 otherwise) and its role must trust ``credentials.iot.amazonaws.com``
+  (the trust policy of step 1; STS refuses to assume it otherwise: 403 here).
+- The answer is ``{"credentials": {"accessKeyId", "secretAccessKey", "sessionToken", "expiration"}}``
+  from STS AssumeRole on the alias's role, valid for the alias's ``credentialDurationSeconds``; the local
+  endpoint accepts those credentials.
+
+NOT emulated: the exact error bodies AWS sends (here ``{"message": ...}`` with the status above);
+``credentials-iot:*`` IAM policy variables in the session (the endpoint enforces no IAM policies);
+throttling and the credential provider's per-device rate limits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+from tests.testbed.iot_data_plane.registry import LOG, IotRegistry
+
+CREDENTIALS_HOST = re.compile(r"^[a-z0-9]+\.credentials\.iot\.([a-z0-9-]+)\.amazonaws\.com$")
+_PATH = re.compile(r"^/role-aliases/([^/?]+)/credentials$")
+TRUSTED_SERVICE = "credentials.iot.amazonaws.com"
+
+
+class CredentialRefused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _trusts_credential_provider(trust_policy) -> bool:
+    document = json.loads(trust_policy) if isinstance(trust_policy, str) else trust_policy
+    statements = document.get("Statement") or []
+    for statement in [statements] if isinstance(statements, dict) else statements:
+        services = ((statement.get("Principal") or {}).get("Service")) or []
+        services = [services] if isinstance(services, str) else services
+        actions = statement.get("Action") or []
+        actions = [actions] if isinstance(actions, str) else actions
+        if statement.get("Effect") == "Allow" and TRUSTED_SERVICE in services and "sts:AssumeRole" in actions:
+            return True
+    return False
+
+
+class CredentialProvider:
+    """HTTPS server on its own thread; ``exchange`` holds the rules, the handler only speaks HTTP."""
+
+    def __init__(self, host: str, port: int, registry: IotRegistry):
+        self.host, self.port, self.registry = host, port, registry
+        self._server: ThreadingHTTPServer | None = None
+
+    def exchange(self, principal, alias: str, thing_name: str | None) -> dict:
+        if principal is None:
+            raise CredentialRefused(403, "Access Denied: the certificate is not registered and ACTIVE")
+        backend = self.registry.backend(principal.region)
+        if thing_name and self.registry.attached_thing(principal, thing_name) is None:
+            raise CredentialRefused(403, "Access Denied: thing %s is not attached to the certificate" % thing_name)
+        decision = self.registry.authorize(principal, thing_name, "iot:AssumeRoleWithCertificate", "rolealias/" + alias)
+        if not decision.allowed:
+            raise CredentialRefused(403, "Access Denied: %s" % decision.reason)
+        role_alias = backend.role_aliases.get(alias)
+        if role_alias is None:
+            raise CredentialRefused(404, "Role alias %s does not exist" % alias)
+        from moto.iam.models import iam_backends
+        from moto.sts.models import sts_backends
+
+        role_name = role_alias.role_arn.rsplit("/", 1)[-1]
+        iam = iam_backends[principal.account_id]["global"]
+        role = next((r for r in list(iam.roles.values()) if r.name == role_name), None)
+        if role is None or not _trusts_credential_provider(role.assume_role_policy_document):
+            raise CredentialRefused(
+                403, "Access Denied: role %s does not exist or does not trust %s" % (role_name, TRUSTED_SERVICE)
+            )
+        assumed = sts_backends[principal.account_id]["aws"].assume_role(
+            region_name=principal.region,
+            role_session_name=principal.certificate_id[:64],
+            role_arn=role_alias.role_arn,
+            policy="",
+            duration=role_alias.credential_duration_seconds,
+            external_id="",
+        )
+        return {
+            "credentials": {
+                "accessKeyId": assumed.access_key_id,
+                "secretAccessKey": assumed.secret_access_key,
+                "sessionToken": assumed.session_token,
+                "expiration": assumed.expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        }
+
+    def start(self) -> CredentialProvider:
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                match = _PATH.match(self.path)
+                try:
+                    if not match:
+                        raise CredentialRefused(404, "No such resource %s" % self.path)
+                    principal = provider.registry.authenticate(self.connection)
+                    body = provider.exchange(
+                        principal, unquote(match.group(1)), self.headers.get("x-amzn-iot-thingname")
+                    )
+                    status = 200
+                except CredentialRefused as refused:
+                    LOG.info("credential provider: %s %s", refused.status, refused)
+                    status, body = refused.status, {"message": str(refused)}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format, *args):  # noqa: A002 - http.server's signature
+                LOG.debug("credential provider: " + format, *args)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, address = super().get_request()
+                sock.settimeout(30)
+                # The handshake runs on the first read, in the request's own thread: a slow client holds no one up.
+                return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+            def handle_error(self, request, client_address):
+                LOG.info("credential provider: connection from %s failed", client_address)
+
+        context: ssl.SSLContext = self.registry.server_context(CREDENTIALS_HOST)
+        self._server = Server((self.host, self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, name="iot-credential-provider", daemon=True).start()
+        return self
