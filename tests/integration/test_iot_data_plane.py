@@ -426,3 +426,45 @@ def test_credential_provider_refuses_what_aws_refuses(data_plane, cores, aws_cli
     assert credentials_request(data_plane, aws_client, core, ALIAS, "core-1")[0] != 200
     iot.update_certificate(certificateId=core.certificate_id, newStatus="ACTIVE")
     assert credentials_request(data_plane, aws_client, core, ALIAS, "core-1")[0] == 200
+
+
+# --- Greengrass's health telemetry registers the core device ------------------------------------------------
+
+
+def health(thing: str, status: str) -> bytes:
+    """A fleet status message as the nucleus's FleetStatusService sends it (FleetStatusDetails fields)."""
+    return json.dumps(
+        {
+            "ggcVersion": "2.14.3",
+            "platform": "linux",
+            "architecture": "aarch64",
+            "runtime": "aws_nucleus_classic",
+            "thing": thing,
+            "overallDeviceStatus": status,
+            "sequenceNumber": 1,
+            "timestamp": 1764748800000,
+            "messageType": "COMPLETE",
+            "trigger": "NUCLEUS_LAUNCH",
+            "components": [],
+        }
+    ).encode()
+
+
+def test_health_messages_register_and_update_the_core_device(data_plane, cores, aws_client):
+    greengrass = aws_client("greengrassv2")
+    core = connected(data_plane, cores["core-1"])
+    try:
+        topic = "$aws/things/core-1/greengrassv2/health/json"
+        assert core.publish(topic, health("core-1", "HEALTHY")).ok
+        device = greengrass.get_core_device(coreDeviceThingName="core-1")
+        assert (device["status"], device["coreVersion"], device["architecture"]) == ("HEALTHY", "2.14.3", "aarch64")
+        assert core.publish(topic, health("core-1", "UNHEALTHY")).ok
+        assert greengrass.get_core_device(coreDeviceThingName="core-1")["status"] == "UNHEALTHY"
+        # A message naming another thing, or not a nucleus's, changes nothing.
+        assert core.publish(topic, health("core-2", "HEALTHY")).ok
+        assert core.publish(topic, b"not json").ok
+        assert greengrass.get_core_device(coreDeviceThingName="core-1")["status"] == "UNHEALTHY"
+        names = [d["coreDeviceThingName"] for d in greengrass.list_core_devices()["coreDevices"]]
+        assert names == ["core-1"]
+    finally:
+        core.close()

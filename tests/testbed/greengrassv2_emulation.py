@@ -34,7 +34,10 @@ group later simply lists the group's deployments), client devices, tags APIs
 (``TagResource``/``ListTagsForResource``; tags given at creation are stored and returned),
 multiple accounts (everything lives in moto's default account), IAM authorization.
 
-Test-bed controls (nothing plays the Greengrass nucleus on the devices):
+Core devices also register the way a nucleus registers them: a fleet status message on
+``$aws/things/<thing>/greengrassv2/health/json`` through the bed's MQTT broker (``on_health_message``).
+
+Test-bed controls (for tests where no nucleus connects):
 
     POST /moto-api/static/greengrassv2/core-device
     {"thing_name": "...", "status": "HEALTHY"|"UNHEALTHY",          # default HEALTHY
@@ -717,28 +720,77 @@ def _control_body(request) -> dict:
     return body
 
 
+def register_core_device(
+    region: str,
+    thing_name: str,
+    status: str = "HEALTHY",
+    core_version: str | None = None,
+    platform: str | None = None,
+    architecture: str | None = None,
+    runtime: str | None = None,
+) -> None:
+    """Register (or update) a core device as the service does when its nucleus reports in."""
+    if status not in ("HEALTHY", "UNHEALTHY"):
+        raise ServiceError("ValidationException", "status must be HEALTHY or UNHEALTHY")
+    with _LOCK:
+        if not any(t.thing_name == thing_name for t in _iot(region).things.values()):
+            raise ServiceError("ValidationException", "IoT thing %s does not exist" % thing_name)
+        state = _state(region)
+        record = state.core_devices.get(thing_name) or {"tags": {}}
+        record.update(
+            coreDeviceThingName=thing_name,
+            coreVersion=core_version or record.get("coreVersion") or "2.12.0",
+            platform=platform or record.get("platform") or "linux",
+            architecture=architecture or record.get("architecture") or "amd64",
+            runtime=runtime or record.get("runtime") or "aws_nucleus_classic",
+            status=status,
+            lastStatusUpdateTimestamp=_now(),
+        )
+        state.core_devices[thing_name] = record
+
+
+HEALTH_TOPIC = re.compile(r"^\$aws/things/([^/]+)/greengrassv2/health/json$")
+
+
+def on_health_message(region: str, topic: str, payload: bytes) -> None:
+    """A nucleus's fleet status message (the nucleus's FleetStatusDetails: ggcVersion, platform, architecture,
+    runtime, thing, overallDeviceStatus, ...) published on $aws/things/<thing>/greengrassv2/health/json registers
+    or updates its core device (Greengrass V2 developer guide, telemetry.md and device-auth.md). A message whose
+    JSON or fields are not a nucleus's, or that names another thing than its topic, changes nothing."""
+    match = HEALTH_TOPIC.match(topic)
+    if not match:
+        return
+    try:
+        report = json.loads(payload)
+    except ValueError:
+        return
+    if not isinstance(report, dict) or report.get("thing") != match.group(1):
+        return
+    try:
+        register_core_device(
+            region,
+            match.group(1),
+            status=report.get("overallDeviceStatus"),
+            core_version=report.get("ggcVersion"),
+            platform=report.get("platform"),
+            architecture=report.get("architecture"),
+            runtime=report.get("runtime"),
+        )
+    except ServiceError:
+        return
+
+
 def control_core_device(request, full_url, headers):
     try:
         body = _control_body(request)
-        region = body.get("region") or _DEFAULT_REGION
-        status = body.get("status", "HEALTHY")
-        if status not in ("HEALTHY", "UNHEALTHY"):
-            raise ServiceError("ValidationException", "status must be HEALTHY or UNHEALTHY")
-        with _LOCK:
-            if not any(t.thing_name == body["thing_name"] for t in _iot(region).things.values()):
-                raise ServiceError("ValidationException", "IoT thing %s does not exist" % body["thing_name"])
-            state = _state(region)
-            record = state.core_devices.get(body["thing_name"]) or {"tags": {}}
-            record.update(
-                coreDeviceThingName=body["thing_name"],
-                coreVersion=body.get("core_version") or record.get("coreVersion") or "2.12.0",
-                platform=body.get("platform") or record.get("platform") or "linux",
-                architecture=body.get("architecture") or record.get("architecture") or "amd64",
-                runtime="aws_nucleus_classic",
-                status=status,
-                lastStatusUpdateTimestamp=_now(),
-            )
-            state.core_devices[body["thing_name"]] = record
+        register_core_device(
+            body.get("region") or _DEFAULT_REGION,
+            body["thing_name"],
+            status=body.get("status", "HEALTHY"),
+            core_version=body.get("core_version"),
+            platform=body.get("platform"),
+            architecture=body.get("architecture"),
+        )
     except ServiceError as error:
         return error.response()
     return 201, {}, ""

@@ -423,6 +423,7 @@ def start_data_plane(host: str, mqtt_port: int, credentials_port: int | None) ->
 
     from moto.moto_api._internal import urls as moto_api_urls
 
+    from tests.testbed.greengrassv2_emulation import on_health_message
     from tests.testbed.iot_data_plane.broker import MqttDataPlane
     from tests.testbed.iot_data_plane.credentials import CredentialProvider
     from tests.testbed.iot_data_plane.registry import LOG
@@ -432,7 +433,7 @@ def start_data_plane(host: str, mqtt_port: int, credentials_port: int | None) ->
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("iot-data-plane: %(message)s"))
     LOG.addHandler(handler)
-    data_plane = MqttDataPlane(host, mqtt_port).start()
+    data_plane = MqttDataPlane(host, mqtt_port, on_publish=[on_health_message]).start()
     info = data_plane.info()
     if credentials_port:
         CredentialProvider(host, credentials_port, data_plane.registry).start()

@@ -41,7 +41,10 @@ to wildcard subscriptions too, and without the Receive check); persistent-sessio
 rate and connection limits; lifecycle events (``$aws/events/...``); a certificate deactivated or a
 policy detached while connected does not drop the connection (each later operation is refused); the
 IoT rules engine, Device Shadow and Jobs services behind their ``$aws/`` topics (publishes there are
-routed like any other topic).
+routed like any other topic, except the Greengrass health topic below).
+
+Services behind reserved topics (``on_publish``): ``$aws/things/<thing>/greengrassv2/health/json`` registers
+or updates the thing's Greengrass V2 core device (``greengrassv2_emulation.on_health_message``).
 """
 
 from __future__ import annotations
@@ -89,9 +92,11 @@ class IotProtocolHandler(BrokerProtocolHandler):
 class IotCoreBroker(Broker):
     """amqtt's broker with AWS IoT Core's authentication and authorization (see the module docstring)."""
 
-    def __init__(self, config: dict, registry: IotRegistry, **kwargs: Any):
+    def __init__(self, config: dict, registry: IotRegistry, on_publish=(), **kwargs: Any):
         super().__init__(config, **kwargs)
         self.registry = registry
+        # Services behind reserved topics (region, topic, payload) -> None, e.g. Greengrass's health telemetry.
+        self.on_publish = list(on_publish)
 
     # -- TLS: client certificate required, SNI of the ATS endpoint required --------------------------
 
@@ -178,14 +183,21 @@ class IotCoreBroker(Broker):
         await self._broadcast_message(client_session, message.topic, message.data)
         if message.publish_packet and message.publish_packet.retain_flag:
             await self.retain_message(client_session, message.topic, message.data, message.qos)
+        region = client_session.iot_principal.region
+        for service in self.on_publish:
+            try:
+                service(region, message.topic, bytes(message.data))
+            except Exception:  # noqa: BLE001 - a service's fault must not drop the publisher
+                LOG.exception("service behind %s failed", message.topic)
         return True
 
 
 class MqttDataPlane:
     """The broker on its own asyncio loop in a thread of the endpoint process."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, on_publish=()):
         self.host, self.port = host, port
+        self.on_publish = on_publish
         self.registry = IotRegistry()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -209,7 +221,7 @@ class MqttDataPlane:
                 "plugins": {},
                 "sys_interval": 0,
             }
-            broker = IotCoreBroker(config, self.registry, loop=self._loop)
+            broker = IotCoreBroker(config, self.registry, on_publish=self.on_publish, loop=self._loop)
             await broker.start()
             return broker
 
