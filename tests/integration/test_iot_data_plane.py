@@ -468,3 +468,116 @@ def test_health_messages_register_and_update_the_core_device(data_plane, cores, 
         assert names == ["core-1"]
     finally:
         core.close()
+
+
+# --- Greengrass V2 deployments reach the device as IoT jobs --------------------------------------------------
+
+RECIPE = {
+    "RecipeFormatVersion": "2020-01-25",
+    "ComponentName": "com.example.Hello",
+    "ComponentVersion": "1.0.0",
+    "Manifests": [{"Platform": {"os": "linux"}, "Lifecycle": {"run": "echo hello"}}],
+}
+
+
+def deploy(aws_client, version: str) -> dict:
+    greengrass, iot = aws_client("greengrassv2"), aws_client("iot")
+    recipe = dict(RECIPE, ComponentVersion=version)
+    greengrass.create_component_version(inlineRecipe=json.dumps(recipe).encode())
+    group_arn = iot.describe_thing_group(thingGroupName=THING_GROUP)["thingGroupArn"]
+    return greengrass.create_deployment(
+        targetArn=group_arn,
+        components={"com.example.Hello": {"componentVersion": version}},
+        deploymentPolicies={"failureHandlingPolicy": "ROLLBACK"},
+    )
+
+
+def answer(client: DataPlaneClient, topic: str) -> dict:
+    message = client.receive()
+    assert message is not None, "no message on %s" % topic
+    assert message[0] == topic, message
+    return json.loads(message[1])
+
+
+def effective(aws_client, thing: str, deployment_id: str) -> dict:
+    deployments = aws_client("greengrassv2").list_effective_deployments(coreDeviceThingName=thing)
+    return next(d for d in deployments["effectiveDeployments"] if d["deploymentId"] == deployment_id)
+
+
+def test_deployment_reaches_the_device_as_an_iot_job_and_its_report_is_the_deployment_status(
+    data_plane, cores, aws_client
+):
+    jobs = "$aws/things/core-1/jobs/"
+    core = connected(data_plane, cores["core-1"])
+    try:
+        assert core.publish("$aws/things/core-1/greengrassv2/health/json", health("core-1", "HEALTHY")).ok
+        assert core.subscribe(jobs + "notify-next").ok
+        deployment = deploy(aws_client, "1.0.0")
+        # The service tells the device (NextNotification), with the deployment as the job document.
+        notification = answer(core, jobs + "notify-next")
+        assert notification["execution"]["jobId"] == deployment["iotJobId"]
+        document = notification["execution"]["jobDocument"]
+        assert document["components"] == {"com.example.Hello": {"componentVersion": "1.0.0"}}
+        assert document["failureHandlingPolicy"] == "ROLLBACK"
+        assert document["configurationArn"].endswith(":configuration:thinggroup/%s:1" % THING_GROUP)
+
+        # Requests are answered to the requester, which subscribed to no answer topic.
+        assert core.publish(jobs + "$next/get", json.dumps({"clientToken": "n1"})).ok
+        next_job = answer(core, jobs + "$next/get/accepted")
+        assert (next_job["clientToken"], next_job["execution"]["status"]) == ("n1", "QUEUED")
+        version = next_job["execution"]["versionNumber"]
+
+        update = jobs + deployment["iotJobId"] + "/update"
+        assert core.publish(update, json.dumps({"status": "IN_PROGRESS", "expectedVersion": version})).ok
+        assert answer(core, update + "/accepted")["executionState"]["status"] == "IN_PROGRESS"
+        assert effective(aws_client, "core-1", deployment["deploymentId"])["coreDeviceExecutionStatus"] == "IN_PROGRESS"
+
+        # A stale expectedVersion is refused, and so is any change after the end.
+        assert core.publish(update, json.dumps({"status": "SUCCEEDED", "expectedVersion": version})).ok
+        assert answer(core, update + "/rejected")["code"] == "VersionMismatch"
+        details = {"detailed-deployment-status": "SUCCESSFUL"}
+        assert core.publish(update, json.dumps({"status": "SUCCEEDED", "statusDetails": details})).ok
+        assert answer(core, update + "/accepted")["executionState"]["status"] == "SUCCEEDED"
+        assert "execution" not in answer(core, jobs + "notify-next")  # nothing left for core-1
+        assert core.publish(update, json.dumps({"status": "FAILED"})).ok
+        assert answer(core, update + "/rejected")["code"] == "InvalidStateTransition"
+
+        assert effective(aws_client, "core-1", deployment["deploymentId"])["coreDeviceExecutionStatus"] == "SUCCEEDED"
+        execution = aws_client("iot").describe_job_execution(jobId=deployment["iotJobId"], thingName="core-1")
+        assert execution["execution"]["status"] == "SUCCEEDED"
+    finally:
+        core.close()
+
+
+def test_device_that_was_down_gets_the_latest_deployment_and_reports_failure(data_plane, cores, aws_client):
+    first = deploy(aws_client, "1.0.0")
+    second = deploy(aws_client, "1.1.0")  # replaces the first for the whole group while core-2 is offline
+    jobs = "$aws/things/core-2/jobs/"
+    core = connected(data_plane, cores["core-2"])
+    try:
+        assert core.publish("$aws/things/core-2/greengrassv2/health/json", health("core-2", "HEALTHY")).ok
+        assert core.publish(jobs + "get", b"{}").ok
+        pending = answer(core, jobs + "get/accepted")
+        assert [job["jobId"] for job in pending["queuedJobs"]] == [second["iotJobId"]]
+        assert aws_client("iot").describe_job(jobId=first["iotJobId"])["job"]["status"] == "CANCELED"
+
+        assert core.publish(jobs + "start-next", b"{}").ok
+        started = answer(core, jobs + "start-next/accepted")["execution"]
+        assert (started["jobId"], started["status"]) == (second["iotJobId"], "IN_PROGRESS")
+        details = {
+            "deployment-failure-cause": "Service com.example.Hello in broken state after deployment",
+            "deployment-error-stack": json.dumps(["DEPLOYMENT_FAILURE", "COMPONENT_BROKEN"]),
+            "deployment-error-types": json.dumps(["COMPONENT_ERROR"]),
+        }
+        update = jobs + second["iotJobId"] + "/update"
+        assert core.publish(update, json.dumps({"status": "FAILED", "statusDetails": details})).ok
+        assert answer(core, update + "/accepted")["executionState"]["status"] == "FAILED"
+        report = effective(aws_client, "core-2", second["deploymentId"])
+        assert report["coreDeviceExecutionStatus"] == "FAILED"
+        assert report["reason"] == details["deployment-failure-cause"]
+        assert report["statusDetails"]["errorStack"] == ["DEPLOYMENT_FAILURE", "COMPONENT_BROKEN"]
+        # A request for a job the thing has no execution of.
+        assert core.publish(jobs + "no-such-job/get", b"{}").ok
+        assert answer(core, jobs + "no-such-job/get/rejected")["code"] == "ResourceNotFound"
+    finally:
+        core.close()

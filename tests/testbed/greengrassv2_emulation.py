@@ -26,11 +26,14 @@ would, whatever client sent it):
     membership), GetCoreDevice, ListEffectiveDeployments (``ListEffectiveDeploymentsForCoreDevice``).
   ``maxResults``/``nextToken`` paging on every list.
 
+A deployment creates its IoT job in the endpoint (the ``iotJobId`` it returns; a newer deployment to the same
+target cancels the previous job), which the bed's data plane serves to devices over MQTT
+(``iot_data_plane/jobs.py``); a device's update of that job becomes its status in ListEffectiveDeployments.
+
 NOT emulated: public (AWS-published) components and their catalog, ``lambdaFunction`` recipe
 sources, component platform resolution and dependency resolution, ``ServiceQuotaExceeded``,
-``clientToken`` idempotency, IoT jobs (the ``iotJobId``/``iotJobArn`` returned name no real job:
-rollout, abort and timeout settings are stored and returned, never executed; a device added to a
-group later simply lists the group's deployments), client devices, tags APIs
+``clientToken`` idempotency, the jobs' rollout, abort and timeout settings (stored and returned,
+never executed), client devices, tags APIs
 (``TagResource``/``ListTagsForResource``; tags given at creation are stored and returned),
 multiple accounts (everything lives in moto's default account), IAM authorization.
 
@@ -382,6 +385,78 @@ def _check_components(state: _State, components: dict) -> None:
                 ) from exc
 
 
+# Parts of the bed that serve deployment jobs to devices (the IoT Jobs service of iot_data_plane/jobs.py):
+# each has first_pending(region, thing) and jobs_changed(region, thing, first_before).
+JOB_LISTENERS: list = []
+
+
+def _target_things(region: str, target_arn: str) -> list[str]:
+    iot = _iot(region)
+    if target_arn in iot.thing_groups:
+        return [thing.thing_name for thing in list(iot.thing_groups[target_arn].things.values())]
+    thing = iot.things.get(target_arn)
+    return [thing.thing_name] if thing else []
+
+
+def job_document(region: str, record: dict) -> dict:
+    """What the deployment's IoT job carries to the device: the deployment as created, with its configuration
+    ARN (target and revision), as the nucleus reads it from the job."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    kind, _, name = record["targetArn"].split(":", 5)[5].partition("/")
+    policies = record["deploymentPolicies"]
+    return {
+        "deploymentId": record["deploymentId"],
+        "deploymentName": record["deploymentName"],
+        "configurationArn": "arn:aws:greengrass:%s:%s:configuration:%s/%s:%s"
+        % (region, DEFAULT_ACCOUNT_ID, kind, name, record["revisionId"]),
+        "components": record["components"],
+        "failureHandlingPolicy": policies.get("failureHandlingPolicy", "ROLLBACK"),
+        "componentUpdatePolicy": policies.get(
+            "componentUpdatePolicy", {"action": "NOTIFY_COMPONENTS", "timeoutInSeconds": 60}
+        ),
+        "configurationValidationPolicy": policies.get("configurationValidationPolicy", {"timeoutInSeconds": 60}),
+        "creationTimestamp": int(record["creationTimestamp"] * 1000),
+    }
+
+
+def _create_deployment_job(region: str, record: dict) -> None:
+    """The IoT job behind a deployment (manage-deployments.md): continuous for a thing group. Executions for a
+    group's things are made when a device asks for its jobs (iot_data_plane/jobs.py), not here."""
+    iot = _iot(region)
+    configuration = record["iotJobConfiguration"]
+    iot.create_job(
+        job_id=record["iotJobId"],
+        targets=[record["targetArn"]],
+        document_source=None,
+        document=json.dumps(job_document(region, record)),
+        description=record["deploymentName"],
+        presigned_url_config={},
+        target_selection="CONTINUOUS" if ":thinggroup/" in record["targetArn"] else "SNAPSHOT",
+        job_executions_rollout_config=configuration.get("jobExecutionsRolloutConfig") or {},
+        document_parameters={},
+        abort_config=configuration.get("abortConfig") or {},
+        job_execution_retry_config={},
+        scheduling_config={},
+        timeout_config=configuration.get("timeoutConfig") or {},
+    )
+    # moto makes one execution per target, taking a group for a thing; the data plane makes them per thing.
+    for key in [k for k in iot.job_executions if k[0] == record["iotJobId"]]:
+        del iot.job_executions[key]
+    iot.jobs[record["iotJobId"]].status = "IN_PROGRESS"
+
+
+def _cancel_deployment_job(region: str, record: dict) -> None:
+    iot = _iot(region)
+    job = iot.jobs.get(record["iotJobId"])
+    if job is None:
+        return
+    job.status = "CANCELED"
+    for (job_id, _thing), execution in list(iot.job_executions.items()):
+        if job_id == record["iotJobId"] and execution.status in ("QUEUED", "IN_PROGRESS"):
+            execution.status = "CANCELED"
+
+
 def create_deployment(request, state: _State, region: str):
     from moto.core import DEFAULT_ACCOUNT_ID
 
@@ -392,12 +467,15 @@ def create_deployment(request, state: _State, region: str):
     if not _target_exists(region, target):
         raise ServiceError("ResourceNotFoundException", "Target %s does not exist" % target, target, "target")
     _check_components(state, body.get("components"))
+    things = _target_things(region, target)
+    first_before = {(id(each), t): each.first_pending(region, t) for each in JOB_LISTENERS for t in things}
     now = _now()
     for other in state.deployments.values():
         if other["targetArn"] == target and other["isLatestForTarget"]:
             other["isLatestForTarget"] = False
             if other["deploymentStatus"] == "ACTIVE":
                 other["deploymentStatus"] = "INACTIVE"
+            _cancel_deployment_job(region, other)
     state.revisions[target] = state.revisions.get(target, 0) + 1
     deployment_id = str(uuid.uuid4())
     job_id = str(uuid.uuid4())
@@ -419,7 +497,57 @@ def create_deployment(request, state: _State, region: str):
     if body.get("parentTargetArn"):
         record["parentTargetArn"] = body["parentTargetArn"]
     state.deployments[deployment_id] = record
+    _create_deployment_job(region, record)
+    for listener in JOB_LISTENERS:
+        for thing in things:
+            listener.jobs_changed(region, thing, first_before[(id(listener), thing)])
     return 201, {"deploymentId": deployment_id, "iotJobId": job_id, "iotJobArn": record["iotJobArn"]}
+
+
+class DeploymentJobs:
+    """What the IoT Jobs service of the data plane asks of the deployments (under ``lock``)."""
+
+    lock = _LOCK
+
+    @staticmethod
+    def deployment_jobs_for_thing(region: str, thing_name: str) -> list[str]:
+        """Job IDs of the deployments that now apply to the thing: the latest ACTIVE one of each target
+        that is the thing or one of its groups."""
+        state = _state(region)
+        targets = _device_group_arns(region, thing_name)
+        jobs = []
+        for record in sorted(state.deployments.values(), key=lambda r: r["creationTimestamp"]):
+            target = record["targetArn"]
+            if record["deploymentStatus"] != "ACTIVE" or not record["isLatestForTarget"]:
+                continue
+            if target in targets or target.endswith(":thing/" + thing_name):
+                jobs.append(record["iotJobId"])
+        return jobs
+
+    @staticmethod
+    def on_job_execution(region: str, thing_name: str, job_id: str, status: str, details: dict) -> None:
+        """A device's update of a deployment job is its report on that deployment (the nucleus's status
+        details: detailed-deployment-status, deployment-failure-cause, deployment-error-stack/-types)."""
+        state = _state(region)
+        deployment = next((d for d in state.deployments.values() if d["iotJobId"] == job_id), None)
+        if deployment is None:
+            return
+
+        def as_list(value):
+            if not value:
+                return []
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = [value]
+            return [str(v) for v in parsed] if isinstance(parsed, list) else [str(parsed)]
+
+        state.reports[(thing_name, deployment["deploymentId"])] = {
+            "status": status,
+            "reason": details.get("deployment-failure-cause") or details.get("detailed-deployment-status"),
+            "errorStack": as_list(details.get("deployment-error-stack")),
+            "errorTypes": as_list(details.get("deployment-error-types")),
+        }
 
 
 def _deployment(state: _State, deployment_id: str) -> dict:

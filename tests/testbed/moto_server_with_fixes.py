@@ -418,25 +418,43 @@ def _add_logger_definitions(gg_models, gg_urls, response_cls, json) -> None:
 
 
 def start_data_plane(host: str, mqtt_port: int, credentials_port: int | None) -> None:
-    """The MQTT broker and the credential provider on their threads, and the control route that says where."""
+    """The MQTT broker (with the IoT Jobs and Greengrass telemetry services behind its reserved topics) and the
+    credential provider on their threads, and the control route that says where they listen."""
     import logging
 
     from moto.moto_api._internal import urls as moto_api_urls
 
-    from tests.testbed.greengrassv2_emulation import on_health_message
+    from tests.testbed import greengrassv2_emulation
     from tests.testbed.iot_data_plane.broker import MqttDataPlane
     from tests.testbed.iot_data_plane.credentials import CredentialProvider
-    from tests.testbed.iot_data_plane.registry import LOG
+    from tests.testbed.iot_data_plane.jobs import JobsService
+    from tests.testbed.iot_data_plane.registry import LOG, IotRegistry
 
     # Every refusal (and why) goes to the endpoint's log, where a failing test's reader looks.
     LOG.setLevel(logging.INFO)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("iot-data-plane: %(message)s"))
     LOG.addHandler(handler)
-    data_plane = MqttDataPlane(host, mqtt_port, on_publish=[on_health_message]).start()
+    registry = IotRegistry()
+    jobs = JobsService(registry, greengrassv2_emulation.DeploymentJobs)
+    data_plane = MqttDataPlane(
+        host, mqtt_port, registry, on_publish=[greengrassv2_emulation.on_health_message, jobs.on_publish]
+    ).start()
+
+    class JobNotifications:
+        """Greengrass deployments created through the API reach connected devices as job notifications."""
+
+        first_pending = staticmethod(jobs.first_pending)
+
+        @staticmethod
+        def jobs_changed(region, thing, first_before):
+            for message in jobs.notify(region, thing, first_before):
+                data_plane.broker.publish_threadsafe(message.topic, message.payload)
+
+    greengrassv2_emulation.JOB_LISTENERS.append(JobNotifications)
     info = data_plane.info()
     if credentials_port:
-        CredentialProvider(host, credentials_port, data_plane.registry).start()
+        CredentialProvider(host, credentials_port, registry).start()
         info["credentials"] = {"host": host, "port": credentials_port}
 
     def describe_data_plane(request, full_url, headers):

@@ -40,16 +40,19 @@ ALPN and port 443; QoS 2 (AWS sends no PUBACK/SUBACK for it; amqtt serves it); r
 to wildcard subscriptions too, and without the Receive check); persistent-session expiry; message size,
 rate and connection limits; lifecycle events (``$aws/events/...``); a certificate deactivated or a
 policy detached while connected does not drop the connection (each later operation is refused); the
-IoT rules engine, Device Shadow and Jobs services behind their ``$aws/`` topics (publishes there are
+IoT rules engine and Device Shadow service behind their ``$aws/`` topics (publishes there are
 routed like any other topic, except the Greengrass health topic below).
 
-Services behind reserved topics (``on_publish``): ``$aws/things/<thing>/greengrassv2/health/json`` registers
-or updates the thing's Greengrass V2 core device (``greengrassv2_emulation.on_health_message``).
+Services behind reserved topics (``on_publish``; each may answer the requesting client directly or publish
+to subscribers): ``$aws/things/<thing>/greengrassv2/health/json`` registers or updates the thing's Greengrass
+V2 core device (``greengrassv2_emulation.on_health_message``); ``$aws/things/<thing>/jobs/...`` is the IoT
+Jobs service that carries Greengrass V2 deployments (``jobs.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import ssl
 import threading
@@ -186,19 +189,33 @@ class IotCoreBroker(Broker):
         region = client_session.iot_principal.region
         for service in self.on_publish:
             try:
-                service(region, message.topic, bytes(message.data))
+                outgoing = service(region, message.topic, bytes(message.data)) or []
             except Exception:  # noqa: BLE001 - a service's fault must not drop the publisher
                 LOG.exception("service behind %s failed", message.topic)
+                continue
+            for answer in outgoing:
+                data = json.dumps(answer.payload).encode()
+                if not answer.to_publisher:
+                    await self._broadcast_message(None, answer.topic, data)
+                elif client_session.transitions.is_connected():
+                    # A service's answer to a request goes to the requester only, subscribed or not.
+                    await handler.mqtt_publish(answer.topic, data, 0, False)
         return True
+
+    def publish_threadsafe(self, topic: str, payload: dict) -> None:
+        """A message from a service (not from a client), from any thread: to subscribers, Receive checked."""
+        data = json.dumps(payload).encode()
+        asyncio.run_coroutine_threadsafe(self._broadcast_message(None, topic, data), self._loop)
 
 
 class MqttDataPlane:
     """The broker on its own asyncio loop in a thread of the endpoint process."""
 
-    def __init__(self, host: str, port: int, on_publish=()):
+    def __init__(self, host: str, port: int, registry: IotRegistry, on_publish=()):
         self.host, self.port = host, port
         self.on_publish = on_publish
-        self.registry = IotRegistry()
+        self.registry = registry
+        self.broker: IotCoreBroker | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -223,6 +240,7 @@ class MqttDataPlane:
             }
             broker = IotCoreBroker(config, self.registry, on_publish=self.on_publish, loop=self._loop)
             await broker.start()
+            self.broker = broker
             return broker
 
         try:
