@@ -13,6 +13,7 @@ server name, and policies the bed cannot evaluate.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -351,13 +352,12 @@ def token_exchange(aws_client):
     return role
 
 
-def credentials_request(data_plane, aws_client, device: Device, alias: str, thing_name: str | None):
-    """GET /role-aliases/<alias>/credentials with the device's certificate, as the nucleus sends it."""
+def https_request(data_plane, device: Device, host: str, method: str, path: str, body=None, headers=None):
+    """One HTTPS request with the device's certificate to an AWS IoT host name, sent to the bed's port."""
     import http.client
     import socket
     import ssl
 
-    host = aws_client("iot").describe_endpoint(endpointType="iot:CredentialProvider")["endpointAddress"]
     address = data_plane["info"]["credentials"]
     context = ssl.create_default_context(cafile=data_plane["root_ca"])
     context.load_cert_chain(device.cert_file, device.key_file)
@@ -365,17 +365,21 @@ def credentials_request(data_plane, aws_client, device: Device, alias: str, thin
     try:
         connection = http.client.HTTPSConnection(host, timeout=10)
         connection.sock = context.wrap_socket(raw, server_hostname=host)
-        connection.request(
-            "GET",
-            "/role-aliases/%s/credentials" % alias,
-            headers=thing_name and {"x-amzn-iot-thingname": thing_name} or {},
-        )
+        payload = json.dumps(body).encode() if body is not None else None
+        connection.request(method, path, body=payload, headers=headers or {})
         answer = connection.getresponse()
         return answer.status, json.loads(answer.read() or b"{}")
     except (ssl.SSLError, ConnectionError) as exc:
         return None, {"message": str(exc)}
     finally:
         raw.close()
+
+
+def credentials_request(data_plane, aws_client, device: Device, alias: str, thing_name: str | None):
+    """GET /role-aliases/<alias>/credentials with the device's certificate, as the nucleus sends it."""
+    host = aws_client("iot").describe_endpoint(endpointType="iot:CredentialProvider")["endpointAddress"]
+    headers = {"x-amzn-iot-thingname": thing_name} if thing_name else {}
+    return https_request(data_plane, device, host, "GET", "/role-aliases/%s/credentials" % alias, headers=headers)
 
 
 def test_core_exchanges_its_certificate_for_the_alias_role_credentials(data_plane, cores, aws_client, token_exchange):
@@ -581,3 +585,61 @@ def test_device_that_was_down_gets_the_latest_deployment_and_reports_failure(dat
         assert answer(core, jobs + "no-such-job/get/rejected")["code"] == "ResourceNotFound"
     finally:
         core.close()
+
+
+# --- the Greengrass V2 data plane ----------------------------------------------------------------------------
+
+GREENGRASS_HOST = "greengrass-ats.iot.us-east-1.amazonaws.com"
+
+
+def resolve(data_plane, device, candidates, platform=None):
+    body = {
+        "platform": platform or {"name": "linux", "attributes": {"os": "linux", "architecture": "amd64"}},
+        "componentCandidates": candidates,
+    }
+    return https_request(data_plane, device, GREENGRASS_HOST, "POST", "/greengrass/v2/resolveComponentCandidates", body)
+
+
+def test_core_resolves_its_deployment_components_on_the_greengrass_data_plane(data_plane, cores, aws_client):
+    greengrass = aws_client("greengrassv2")
+    for version in ("1.0.0", "1.1.0", "2.0.0"):
+        greengrass.create_component_version(inlineRecipe=json.dumps(dict(RECIPE, ComponentVersion=version)).encode())
+    core = cores["core-1"]
+    status, body = resolve(data_plane, core, [{"componentName": "com.example.Hello", "componentVersion": "1.1.0"}])
+    assert status == 200, body
+    [resolved] = body["resolvedComponentVersions"]
+    assert (resolved["componentVersion"], resolved["vendorGuidance"]) == ("1.1.0", "ACTIVE")
+    recipe = json.loads(base64.b64decode(resolved["recipe"]))
+    assert (recipe["ComponentName"], recipe["ComponentVersion"]) == ("com.example.Hello", "1.1.0")
+    # A dependent's range picks the newest version in it; ranges no version meets conflict.
+    status, body = resolve(
+        data_plane, core, [{"componentName": "com.example.Hello", "versionRequirements": {"dep": ">=1.0.0 <2.0.0"}}]
+    )
+    assert status == 200 and body["resolvedComponentVersions"][0]["componentVersion"] == "1.1.0", body
+    assert resolve(data_plane, core, [{"componentName": "com.example.Hello",
+                                       "versionRequirements": {"a": ">2.0.0"}}])[0] == 409  # fmt: skip
+    assert resolve(data_plane, core, [{"componentName": "com.example.Missing", "componentVersion": "1.0.0"}])[0] == 404
+    windows = {"name": "windows", "attributes": {"os": "windows", "architecture": "amd64"}}
+    assert resolve(data_plane, core, [{"componentName": "com.example.Hello"}], platform=windows)[0] == 404
+    # AWS serves only public and Lambda components' artifacts here; the bed has none.
+    arn = resolved["arn"]
+    status, body = https_request(
+        data_plane, core, GREENGRASS_HOST, "GET", "/greengrass/v2/components/%s/artifacts/hello.zip" % arn
+    )
+    assert status == 404 and "public or Lambda" in body["message"], body
+
+
+def test_greengrass_data_plane_needs_the_policy_action(data_plane, cores, aws_client):
+    iot = aws_client("iot")
+    core = cores["core-1"]
+    aws_client("greengrassv2").create_component_version(inlineRecipe=json.dumps(RECIPE).encode())
+    document = json.loads(iot.get_policy(policyName=core.policy_name)["policyDocument"])
+    for statement in document["Statement"]:
+        statement["Action"] = [a for a in statement["Action"] if a != "greengrass:ResolveComponentCandidates"]
+    document["Statement"] = [s for s in document["Statement"] if s["Action"]]
+    iot.create_policy_version(policyName=core.policy_name, policyDocument=json.dumps(document), setAsDefault=True)
+    status, body = resolve(data_plane, core, [{"componentName": "com.example.Hello", "componentVersion": "1.0.0"}])
+    assert status == 403 and "greengrass:ResolveComponentCandidates" in body["message"], body
+    # A certificate the registry does not know never reaches the operation.
+    iot.update_certificate(certificateId=core.certificate_id, newStatus="INACTIVE")
+    assert resolve(data_plane, core, [{"componentName": "com.example.Hello"}])[0] == 403

@@ -504,6 +504,22 @@ def create_deployment(request, state: _State, region: str):
     return 201, {"deploymentId": deployment_id, "iotJobId": job_id, "iotJobArn": record["iotJobArn"]}
 
 
+class ComponentCatalog:
+    """What the Greengrass data plane (iot_data_plane/greengrass_data.py) reads of the components (under ``lock``)."""
+
+    lock = _LOCK
+
+    @staticmethod
+    def component_versions(region: str, name: str) -> list[dict]:
+        """Every DEPLOYABLE version of the component: {arn, componentVersion, recipe}."""
+        versions = _state(region).components.get(name or "", {})
+        return [
+            {"arn": r["arn"], "componentVersion": r["componentVersion"], "recipe": r["recipe"]}
+            for r in versions.values()
+            if r["status"]["componentState"] == "DEPLOYABLE"
+        ]
+
+
 class DeploymentJobs:
     """What the IoT Jobs service of the data plane asks of the deployments (under ``lock``)."""
 

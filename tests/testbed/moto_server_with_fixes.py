@@ -68,7 +68,9 @@ Data plane - AWS IoT Core's MQTT broker (``--mqtt-port``): ``tests/testbed/iot_d
         -> {"mqtt": {"host": "127.0.0.1", "port": N}, "credentials": {"host": "127.0.0.1", "port": M},
             "root_ca_pem": "-----BEGIN CERTIFICATE-----..."}
 
-    and the AWS IoT credential provider (``--credentials-port``, ``iot_data_plane/credentials.py``).
+    and, on ``--credentials-port``, the HTTPS data plane told apart by TLS server name: the AWS IoT
+    credential provider (``iot_data_plane/credentials.py``) and the Greengrass V2 data plane
+    (``iot_data_plane/greengrass_data.py``) - ``"greengrass"`` in the answer above.
 
 Usage: python -m tests.testbed.moto_server_with_fixes --host 127.0.0.1 --port PORT
            [--mqtt-port PORT [--credentials-port PORT]]
@@ -419,14 +421,16 @@ def _add_logger_definitions(gg_models, gg_urls, response_cls, json) -> None:
 
 def start_data_plane(host: str, mqtt_port: int, credentials_port: int | None) -> None:
     """The MQTT broker (with the IoT Jobs and Greengrass telemetry services behind its reserved topics) and the
-    credential provider on their threads, and the control route that says where they listen."""
+    HTTPS data plane (credential provider, Greengrass data plane) on their threads, and the control route that
+    says where they listen."""
     import logging
 
     from moto.moto_api._internal import urls as moto_api_urls
 
     from tests.testbed import greengrassv2_emulation
+    from tests.testbed.iot_data_plane import credentials, greengrass_data
     from tests.testbed.iot_data_plane.broker import MqttDataPlane
-    from tests.testbed.iot_data_plane.credentials import CredentialProvider
+    from tests.testbed.iot_data_plane.https import HttpsDataPlane
     from tests.testbed.iot_data_plane.jobs import JobsService
     from tests.testbed.iot_data_plane.registry import LOG, IotRegistry
 
@@ -454,8 +458,16 @@ def start_data_plane(host: str, mqtt_port: int, credentials_port: int | None) ->
     greengrassv2_emulation.JOB_LISTENERS.append(JobNotifications)
     info = data_plane.info()
     if credentials_port:
-        CredentialProvider(host, credentials_port, registry).start()
-        info["credentials"] = {"host": host, "port": credentials_port}
+        provider = credentials.CredentialProvider(registry)
+        greengrass = greengrass_data.GreengrassDataPlane(registry, greengrassv2_emulation.ComponentCatalog)
+        routes = [
+            (credentials.CREDENTIALS_HOST, "GET", credentials.PATH, provider.handle),
+            (greengrass_data.GREENGRASS_HOST, "POST", greengrass_data.RESOLVE_PATH, greengrass.resolve),
+            (greengrass_data.GREENGRASS_HOST, "GET", greengrass_data.ARTIFACT_PATH, greengrass.artifact),
+        ]
+        HttpsDataPlane(host, credentials_port, registry, routes).start()
+        # One HTTPS port, told apart by the TLS server name as AWS's hosts are.
+        info["credentials"] = info["greengrass"] = {"host": host, "port": credentials_port}
 
     def describe_data_plane(request, full_url, headers):
         return 200, {"Content-Type": "application/json"}, json.dumps(info)

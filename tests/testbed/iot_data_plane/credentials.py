@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 from tests.testbed.iot_data_plane.registry import LOG, IotRegistry
 
 CREDENTIALS_HOST = re.compile(r"^[a-z0-9]+\.credentials\.iot\.([a-z0-9-]+)\.amazonaws\.com$")
-_PATH = re.compile(r"^/role-aliases/([^/?]+)/credentials$")
+PATH = re.compile(r"^/role-aliases/([^/?]+)/credentials$")
 TRUSTED_SERVICE = "credentials.iot.amazonaws.com"
 
 
@@ -58,11 +55,10 @@ def _trusts_credential_provider(trust_policy) -> bool:
 
 
 class CredentialProvider:
-    """HTTPS server on its own thread; ``exchange`` holds the rules, the handler only speaks HTTP."""
+    """The rules (``exchange``); ``https.py`` serves them over mutual TLS."""
 
-    def __init__(self, host: str, port: int, registry: IotRegistry):
-        self.host, self.port, self.registry = host, port, registry
-        self._server: ThreadingHTTPServer | None = None
+    def __init__(self, registry: IotRegistry):
+        self.registry = registry
 
     def exchange(self, principal, alias: str, thing_name: str | None) -> dict:
         if principal is None:
@@ -103,46 +99,10 @@ class CredentialProvider:
             }
         }
 
-    def start(self) -> CredentialProvider:
-        provider = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
-                match = _PATH.match(self.path)
-                try:
-                    if not match:
-                        raise CredentialRefused(404, "No such resource %s" % self.path)
-                    principal = provider.registry.authenticate(self.connection)
-                    body = provider.exchange(
-                        principal, unquote(match.group(1)), self.headers.get("x-amzn-iot-thingname")
-                    )
-                    status = 200
-                except CredentialRefused as refused:
-                    LOG.info("credential provider: %s %s", refused.status, refused)
-                    status, body = refused.status, {"message": str(refused)}
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format, *args):  # noqa: A002 - http.server's signature
-                LOG.debug("credential provider: " + format, *args)
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def get_request(self):
-                sock, address = super().get_request()
-                sock.settimeout(30)
-                # The handshake runs on the first read, in the request's own thread: a slow client holds no one up.
-                return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
-
-            def handle_error(self, request, client_address):
-                LOG.info("credential provider: connection from %s failed", client_address)
-
-        context: ssl.SSLContext = self.registry.server_context(CREDENTIALS_HOST)
-        self._server = Server((self.host, self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, name="iot-credential-provider", daemon=True).start()
-        return self
+    def handle(self, principal, match, headers, body) -> tuple[int, dict]:
+        """GET /role-aliases/<alias>/credentials on the credentials host (``https.py`` routes it here)."""
+        try:
+            return 200, self.exchange(principal, unquote(match.group(1)), headers.get("x-amzn-iot-thingname"))
+        except CredentialRefused as refused:
+            LOG.info("credential provider: %s %s", refused.status, refused)
+            return refused.status, {"message": str(refused)}

@@ -46,8 +46,8 @@ class IotRegistry:
 
     def server_context(self, endpoint_host: re.Pattern) -> ssl.SSLContext:
         """A TLS server context: the bed's server certificate, a client certificate required, and a server
-        name (SNI) that endpoint_host matches (its group 1 is the region) - AWS refuses TLS without SNI
-        (mqtt.md) and routes by it."""
+        name (SNI) that endpoint_host matches (its first group that matched is the region) - AWS refuses TLS
+        without SNI (mqtt.md) and routes by it."""
         chain, key = pki.server_credentials()
         with tempfile.TemporaryDirectory() as folder:
             cert_file, key_file = Path(folder, "server.pem"), Path(folder, "server.key")
@@ -67,7 +67,9 @@ class IotRegistry:
             if not match:
                 LOG.info("TLS refused: server name %r is not this endpoint's host", server_name)
                 return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
-            ssl_object.edgeml_region = match.group(1)  # the endpoint, and so the region, the client asked for
+            # The endpoint, and so the region, the client asked for.
+            ssl_object.edgeml_server_name = server_name
+            ssl_object.edgeml_region = next(group for group in match.groups() if group)
             for pem in self.registered_certificates_pem():
                 if pem not in self._trusted_pems:
                     ctx.load_verify_locations(cadata=pem)
@@ -157,7 +159,10 @@ class IotRegistry:
         )
 
     def authorize(self, principal: Principal, client_id: str | None, action: str, resource: str):
-        arn = "arn:aws:iot:%s:%s:%s" % (principal.region, principal.account_id, resource)
+        """resource: an IoT resource (``client/...``, ``topic/...``) or a whole ARN (``arn:...``, or ``*``)."""
+        arn = resource
+        if not resource.startswith("arn:") and resource != "*":
+            arn = "arn:aws:iot:%s:%s:%s" % (principal.region, principal.account_id, resource)
         decision = evaluate(self.policies(principal), action, arn, self.context(principal, client_id))
         if not decision.allowed:
             LOG.info("%s by %s (client %s): %s", action, principal.certificate_id[:12], client_id, decision.reason)
