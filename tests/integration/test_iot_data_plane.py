@@ -70,17 +70,31 @@ def data_plane(clean_aws, aws_client, tmp_path):
     return {"info": info, "root_ca": str(root_ca), "host": host, "endpoint": clean_aws}
 
 
-@pytest.fixture
-def cores(data_plane, tmp_path):
-    """core-1 and core-2, each with the identity provision_greengrass_v2.yml makes for a V2 core."""
+def make_identities(data_plane, tmp_path: Path, things: tuple[str, ...], generation: str) -> dict[str, Device]:
+    """Identities from iot_device_identity with the options the provisioning play of that generation passes:
+    provision_greengrass_v2.yml (V2 core policy, thing group, token exchange alias) or provision_greengrass_v1.yml
+    (the module's V1 core default)."""
     env = data_plane["endpoint"].environment()
-    devices = {thing: Device(tmp_path / thing, thing) for thing in ("core-1", "core-2")}
-    playbook = tmp_path / "identity.yml"
+    devices = {thing: Device(tmp_path / thing, thing) for thing in things}
+    options = {
+        "thing_name": "{{ inventory_hostname }}",
+        "csr": "{{ csr }}",
+        "topic_prefixes": ["{{ inventory_hostname }}/", "blog/infer/"],
+    }
+    if generation == "v2":
+        options.update(
+            thing_groups=[THING_GROUP],
+            create_thing_groups=True,
+            greengrass_v1_core=False,
+            greengrass_v2_core=True,
+            token_exchange_role_aliases=[ALIAS],
+        )
+    playbook = tmp_path / ("identity-%s.yml" % generation)
     playbook.write_text(
         yaml.safe_dump(
             [
                 {
-                    "name": "Identity of a Greengrass V2 core (the options provision_greengrass_v2.yml passes)",
+                    "name": "Identity of a Greengrass %s core, as its provisioning play makes it" % generation,
                     "hosts": "all",
                     "gather_facts": False,
                     "module_defaults": {
@@ -93,17 +107,8 @@ def cores(data_plane, tmp_path):
                     },
                     "tasks": [
                         {
-                            "name": "Thing, certificate from the device's CSR, V2 core policy",
-                            "edgeml.greengrass.iot_device_identity": {
-                                "thing_name": "{{ inventory_hostname }}",
-                                "csr": "{{ csr }}",
-                                "thing_groups": [THING_GROUP],
-                                "create_thing_groups": True,
-                                "topic_prefixes": ["{{ inventory_hostname }}/", "blog/infer/"],
-                                "greengrass_v1_core": False,
-                                "greengrass_v2_core": True,
-                                "token_exchange_role_aliases": [ALIAS],
-                            },
+                            "name": "Thing, certificate from the device's CSR, core policy",
+                            "edgeml.greengrass.iot_device_identity": options,
                             "register": "identity",
                         },
                         {
@@ -133,6 +138,12 @@ def cores(data_plane, tmp_path):
         device.certificate_arn = identity["certificate"]["arn"]
         device.policy_name = identity["policy"]["name"]
     return devices
+
+
+@pytest.fixture
+def cores(data_plane, tmp_path):
+    """core-1 and core-2, each with the identity provision_greengrass_v2.yml makes for a V2 core."""
+    return make_identities(data_plane, tmp_path, ("core-1", "core-2"), "v2")
 
 
 def client(data_plane, device: Device, client_id: str | None = None, server_name: str | None = None):
@@ -643,3 +654,25 @@ def test_greengrass_data_plane_needs_the_policy_action(data_plane, cores, aws_cl
     # A certificate the registry does not know never reaches the operation.
     iot.update_certificate(certificateId=core.certificate_id, newStatus="INACTIVE")
     assert resolve(data_plane, core, [{"componentName": "com.example.Hello"}])[0] == 403
+
+
+def test_v1_core_identity_connects_and_uses_its_shadow_and_group_ca_topics(data_plane, tmp_path):
+    core = make_identities(data_plane, tmp_path, ("gg-v1",), "v1")["gg-v1"]
+    # The V1 core's own MQTT connections use client IDs that start with its thing name.
+    main = connected(data_plane, core)
+    spooler = connected(data_plane, core, "gg-v1-spooler")
+    try:
+        for topic_filter in ("$aws/things/gg-v1/shadow/update/accepted", "$aws/things/gg-v1-gda/shadow/update/delta"):
+            assert spooler.subscribe(topic_filter).ok, topic_filter
+        for topic in ("$aws/things/gg-v1/shadow/update/accepted", "$aws/things/gg-v1-gda/shadow/update/delta"):
+            assert main.publish(topic, b"{}").ok, topic
+            message = spooler.receive()
+            assert message is not None and message[0] == topic, (topic, message)
+        assert main.publish("blog/infer/output", b"{}").ok
+        # None of a V2 core's rights: no jobs topics.
+        outcome = spooler.subscribe("$aws/things/gg-v1/jobs/notify-next")
+        assert not outcome.ok and outcome.codes == [0x80], outcome
+    finally:
+        main.close()
+        spooler.close()
+    assert not client(data_plane, core, "other-client").connect().ok
