@@ -30,7 +30,7 @@ from ansible.module_utils.common.yaml import HAS_YAML, yaml_load
 from ansible.module_utils.six import string_types
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry
 
 RECIPE_FORMAT_VERSION = "2020-01-25"
 # The tag that carries a component version's content hash, so a re-run can tell "same content"
@@ -399,7 +399,7 @@ def device_execution(thing_name, effective):
 # AWS calls (the caller reports ClientError/BotoCoreError with fail_json_aws)
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def list_components(client):
     paginator = client.get_paginator("list_components")
     return paginator.paginate(scope="PRIVATE").build_full_result().get("components", [])
@@ -412,7 +412,7 @@ def find_component(client, name):
     return None
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def list_component_versions(client, component_arn):
     paginator = client.get_paginator("list_component_versions")
     try:
@@ -421,7 +421,7 @@ def list_component_versions(client, component_arn):
         return []
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def describe_component(client, version_arn):
     try:
         return client.describe_component(arn=version_arn)
@@ -429,21 +429,21 @@ def describe_component(client, version_arn):
         return None
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def get_component_recipe(client, version_arn):
     response = client.get_component(arn=version_arn, recipeOutputFormat="JSON")
     recipe = response["recipe"]
     return json.loads(recipe.decode("utf-8") if isinstance(recipe, bytes) else recipe)
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def create_component_version(client, recipe, tags):
     return client.create_component_version(
         inlineRecipe=json.dumps(recipe, sort_keys=True).encode("utf-8"), tags=tags or {}
     )
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def delete_component(client, version_arn):
     try:
         client.delete_component(arn=version_arn)
@@ -452,7 +452,7 @@ def delete_component(client, version_arn):
     return True
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def head_s3_object(client, uri):
     """(etag, size) of an s3:// artifact, or None when it does not exist."""
     bucket, key = S3_URI_RE.match(uri).groups()
@@ -463,14 +463,14 @@ def head_s3_object(client, uri):
     return "%s:%s" % (head.get("ETag", "").strip('"'), head.get("ContentLength"))
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def list_deployments(client, target_arn, history="ALL"):
     paginator = client.get_paginator("list_deployments")
     result = paginator.paginate(targetArn=target_arn, historyFilter=history).build_full_result()
     return result.get("deployments", [])
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def get_deployment(client, deployment_id):
     try:
         return client.get_deployment(deploymentId=deployment_id)
@@ -478,17 +478,17 @@ def get_deployment(client, deployment_id):
         return None
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def create_deployment(client, request):
     return client.create_deployment(**request)
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def cancel_deployment(client, deployment_id):
     client.cancel_deployment(deploymentId=deployment_id)
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def delete_deployment(client, deployment_id):
     try:
         client.delete_deployment(deploymentId=deployment_id)
@@ -497,14 +497,14 @@ def delete_deployment(client, deployment_id):
     return True
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def list_core_devices(client, thing_group_arn=None):
     paginator = client.get_paginator("list_core_devices")
     kwargs = {"thingGroupArn": thing_group_arn} if thing_group_arn else {}
     return paginator.paginate(**kwargs).build_full_result().get("coreDevices", [])
 
 
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def list_effective_deployments(client, thing_name):
     paginator = client.get_paginator("list_effective_deployments")
     try:

@@ -30,7 +30,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto
 from ansible_collections.amazon.aws.plugins.module_utils.errors import AWSErrorHandler
 from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry
 
 THING_NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 THING_GROUP_NAME_RE = THING_NAME_RE
@@ -76,13 +76,13 @@ class InputError(ValueError):
 
 
 @IoTErrorHandler.list_error_handler("describe thing", None)
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def describe_thing(client, thing_name):
     return client.describe_thing(thingName=thing_name)
 
 
 @IoTErrorHandler.common_error_handler("create thing")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def create_thing(client, thing_name, attributes):
     kwargs = {"thingName": thing_name}
     if attributes:
@@ -91,33 +91,33 @@ def create_thing(client, thing_name, attributes):
 
 
 @IoTErrorHandler.common_error_handler("update thing attributes")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def merge_thing_attributes(client, thing_name, attributes):
     client.update_thing(thingName=thing_name, attributePayload={"attributes": attributes, "merge": True})
 
 
 @IoTErrorHandler.deletion_error_handler("delete thing")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def delete_thing(client, thing_name):
     client.delete_thing(thingName=thing_name)
     return True
 
 
 @IoTErrorHandler.list_error_handler("list thing groups for thing", [])
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def list_thing_groups_for_thing(client, thing_name):
     paginator = client.get_paginator("list_thing_groups_for_thing")
     return [g["groupName"] for g in paginator.paginate(thingName=thing_name).build_full_result()["thingGroups"]]
 
 
 @IoTErrorHandler.list_error_handler("describe thing group", None)
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def describe_thing_group(client, group_name):
     return client.describe_thing_group(thingGroupName=group_name)
 
 
 @IoTErrorHandler.common_error_handler("create thing group")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def _create_thing_group(client, group_name):
     return client.create_thing_group(thingGroupName=group_name)
 
@@ -134,96 +134,96 @@ def create_thing_group(client, group_name):
 
 
 @IoTErrorHandler.common_error_handler("add thing to thing group")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def add_thing_to_thing_group(client, thing_name, group_name):
     client.add_thing_to_thing_group(thingName=thing_name, thingGroupName=group_name)
 
 
 @IoTErrorHandler.common_error_handler("remove thing from thing group")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def remove_thing_from_thing_group(client, thing_name, group_name):
     client.remove_thing_from_thing_group(thingName=thing_name, thingGroupName=group_name)
 
 
 @IoTErrorHandler.list_error_handler("list thing principals", [])
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def list_thing_principals(client, thing_name):
     paginator = client.get_paginator("list_thing_principals")
     return paginator.paginate(thingName=thing_name).build_full_result()["principals"]
 
 
 @IoTErrorHandler.list_error_handler("list principal things", [])
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def list_principal_things(client, principal):
     paginator = client.get_paginator("list_principal_things")
     return paginator.paginate(principal=principal).build_full_result()["things"]
 
 
 @IoTErrorHandler.common_error_handler("attach certificate to thing")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def attach_thing_principal(client, thing_name, principal):
     client.attach_thing_principal(thingName=thing_name, principal=principal)
 
 
 @IoTErrorHandler.deletion_error_handler("detach certificate from thing")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def detach_thing_principal(client, thing_name, principal):
     client.detach_thing_principal(thingName=thing_name, principal=principal)
     return True
 
 
 @IoTErrorHandler.list_error_handler("describe certificate", None)
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def describe_certificate(client, certificate_id):
     return client.describe_certificate(certificateId=certificate_id)["certificateDescription"]
 
 
 @IoTErrorHandler.common_error_handler("create certificate from CSR")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def create_certificate_from_csr(client, csr_pem):
     return client.create_certificate_from_csr(certificateSigningRequest=csr_pem, setAsActive=True)
 
 
 @IoTErrorHandler.common_error_handler("create keys and certificate")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def create_keys_and_certificate(client):
     return client.create_keys_and_certificate(setAsActive=True)
 
 
 @IoTErrorHandler.common_error_handler("deactivate certificate")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def deactivate_certificate(client, certificate_id):
     client.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")
 
 
 @IoTErrorHandler.deletion_error_handler("delete certificate")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def delete_certificate(client, certificate_id):
     client.delete_certificate(certificateId=certificate_id)
     return True
 
 
 @IoTErrorHandler.list_error_handler("get policy", None)
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def get_policy(client, policy_name):
     return client.get_policy(policyName=policy_name)
 
 
 @IoTErrorHandler.common_error_handler("create policy")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def create_policy(client, policy_name, document):
     return client.create_policy(policyName=policy_name, policyDocument=json.dumps(document, sort_keys=True))
 
 
 @IoTErrorHandler.list_error_handler("list policy versions", [])
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def list_policy_versions(client, policy_name):
     # ListPolicyVersions has no paginator: AWS returns all (at most five) versions at once.
     return client.list_policy_versions(policyName=policy_name)["policyVersions"]
 
 
 @IoTErrorHandler.common_error_handler("create policy version")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def create_policy_version(client, policy_name, document):
     return client.create_policy_version(
         policyName=policy_name, policyDocument=json.dumps(document, sort_keys=True), setAsDefault=True
@@ -231,54 +231,54 @@ def create_policy_version(client, policy_name, document):
 
 
 @IoTErrorHandler.deletion_error_handler("delete policy version")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def delete_policy_version(client, policy_name, version_id):
     client.delete_policy_version(policyName=policy_name, policyVersionId=version_id)
     return True
 
 
 @IoTErrorHandler.deletion_error_handler("delete policy")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def delete_policy(client, policy_name):
     client.delete_policy(policyName=policy_name)
     return True
 
 
 @IoTErrorHandler.list_error_handler("list attached policies", [])
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def list_attached_policies(client, target):
     paginator = client.get_paginator("list_attached_policies")
     return paginator.paginate(target=target, recursive=False).build_full_result()["policies"]
 
 
 @IoTErrorHandler.list_error_handler("list targets for policy", [])
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def list_targets_for_policy(client, policy_name):
     paginator = client.get_paginator("list_targets_for_policy")
     return paginator.paginate(policyName=policy_name).build_full_result()["targets"]
 
 
 @IoTErrorHandler.common_error_handler("attach policy")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def attach_policy(client, policy_name, target):
     client.attach_policy(policyName=policy_name, target=target)
 
 
 @IoTErrorHandler.deletion_error_handler("detach policy")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def detach_policy(client, policy_name, target):
     client.detach_policy(policyName=policy_name, target=target)
     return True
 
 
 @IoTErrorHandler.common_error_handler("describe endpoint")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def describe_endpoint(client, endpoint_type):
     return client.describe_endpoint(endpointType=endpoint_type)["endpointAddress"]
 
 
 @IoTErrorHandler.common_error_handler("count account resources")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def count_account_resources(client):
     """How many things, certificates and policies the account has in this region."""
     things = client.get_paginator("list_things").paginate().build_full_result()["things"]
@@ -288,13 +288,13 @@ def count_account_resources(client):
 
 
 @IoTErrorHandler.list_error_handler("describe role alias", None)
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def describe_role_alias(client, role_alias):
     return client.describe_role_alias(roleAlias=role_alias)["roleAliasDescription"]
 
 
 @IoTErrorHandler.common_error_handler("create role alias")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def create_role_alias(client, role_alias, role_arn, credential_duration_seconds):
     return client.create_role_alias(
         roleAlias=role_alias, roleArn=role_arn, credentialDurationSeconds=credential_duration_seconds
@@ -302,7 +302,7 @@ def create_role_alias(client, role_alias, role_arn, credential_duration_seconds)
 
 
 @IoTErrorHandler.common_error_handler("update role alias")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def update_role_alias(client, role_alias, role_arn, credential_duration_seconds):
     return client.update_role_alias(
         roleAlias=role_alias, roleArn=role_arn, credentialDurationSeconds=credential_duration_seconds
@@ -310,7 +310,7 @@ def update_role_alias(client, role_alias, role_arn, credential_duration_seconds)
 
 
 @IoTErrorHandler.deletion_error_handler("delete role alias")
-@AWSRetry.jittered_backoff()
+@aws_retry()
 def delete_role_alias(client, role_alias):
     client.delete_role_alias(roleAlias=role_alias)
 

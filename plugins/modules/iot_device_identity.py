@@ -275,7 +275,7 @@ retired_certificates:
 import json  # noqa: E402
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot  # noqa: E402
 from ansible_collections.edgeml.greengrass.plugins.module_utils._iot import AnsibleIoTError, InputError  # noqa: E402
@@ -315,7 +315,7 @@ def account_of(module, *arns):
         if arn:
             parts = arn.split(":")
             return parts[1], parts[4]
-    sts = module.client("sts", retry_decorator=AWSRetry.jittered_backoff())
+    sts = module.client("sts", retry_decorator=aws_retry())
     identity = sts.get_caller_identity(aws_retry=True)
     return identity["Arn"].split(":")[1], identity["Account"]
 
@@ -576,7 +576,7 @@ def main():
     except InputError as exc:
         module.fail_json(msg=str(exc))
 
-    client = module.client("iot", retry_decorator=AWSRetry.jittered_backoff())
+    client = module.client("iot", retry_decorator=aws_retry())
     try:
         if module.params["state"] == "absent":
             result = ensure_absent(module, client, checked)
