@@ -19,6 +19,8 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 
+from tests.testbed.aws_endpoint import aws_module_options
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEBIAN_ROOT_CA_1 = "/usr/share/ca-certificates/mozilla/Amazon_Root_CA_1.crt"
 CERT_DIR = "/greengrass/certs"
@@ -28,12 +30,7 @@ ROOT_CA = f"{CERT_DIR}/root.ca.pem"
 
 
 def write_playbook(path: Path, endpoint_env: dict[str, str], fact_file: Path, state: str, mode: str = "csr") -> Path:
-    aws = {
-        "endpoint_url": endpoint_env["AWS_ENDPOINT_URL"],
-        "region": endpoint_env["AWS_REGION"],
-        "access_key": endpoint_env["AWS_ACCESS_KEY_ID"],
-        "secret_key": endpoint_env["AWS_SECRET_ACCESS_KEY"],
-    }
+    aws = aws_module_options(endpoint_env)
     play = {
         "name": "Device credentials",
         "hosts": "edge_devices",

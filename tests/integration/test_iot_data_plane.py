@@ -97,14 +97,7 @@ def make_identities(data_plane, tmp_path: Path, things: tuple[str, ...], generat
                     "name": "Identity of a Greengrass %s core, as its provisioning play makes it" % generation,
                     "hosts": "all",
                     "gather_facts": False,
-                    "module_defaults": {
-                        "group/edgeml.greengrass.aws": {
-                            "endpoint_url": env["AWS_ENDPOINT_URL"],
-                            "region": env["AWS_REGION"],
-                            "access_key": env["AWS_ACCESS_KEY_ID"],
-                            "secret_key": env["AWS_SECRET_ACCESS_KEY"],
-                        }
-                    },
+                    "module_defaults": {"group/edgeml.greengrass.aws": data_plane["endpoint"].module_options()},
                     "tasks": [
                         {
                             "name": "Thing, certificate from the device's CSR, core policy",

@@ -100,7 +100,6 @@ def test_device_uses_the_credentials_the_role_installed_against_the_data_plane(
 
     fleet = edge_devices(count=1)
     host = next(iter(fleet.hosts))
-    env = clean_aws.environment()
     data_plane = clean_aws.data_plane()
     (tmp_path / "bed-ca.pem").write_text(data_plane["root_ca_pem"])
     (tmp_path / "probe.py").write_text(PROBE)
@@ -120,14 +119,7 @@ def test_device_uses_the_credentials_the_role_installed_against_the_data_plane(
         "name": "V2 device identity, then the data plane from the device",
         "hosts": "edge_devices",
         "gather_facts": False,
-        "module_defaults": {
-            "group/edgeml.greengrass.aws": {
-                "endpoint_url": env["AWS_ENDPOINT_URL"],
-                "region": env["AWS_REGION"],
-                "access_key": env["AWS_ACCESS_KEY_ID"],
-                "secret_key": env["AWS_SECRET_ACCESS_KEY"],
-            }
-        },
+        "module_defaults": {"group/edgeml.greengrass.aws": clean_aws.module_options()},
         "roles": [
             {
                 "role": "edgeml.greengrass.iot_device_credentials",

@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.testbed.aws_endpoint import aws_module_options
+
 TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 PLAYBOOK_TIMEOUT_S = 1200
 
@@ -66,12 +68,7 @@ def http_server(tmp_path):
 
 
 def generated_playbook(target: Path, endpoint_env: dict[str, str]) -> list[dict]:
-    aws = {
-        "endpoint_url": endpoint_env["AWS_ENDPOINT_URL"],
-        "region": endpoint_env["AWS_REGION"],
-        "access_key": endpoint_env["AWS_ACCESS_KEY_ID"],
-        "secret_key": endpoint_env["AWS_SECRET_ACCESS_KEY"],
-    }
+    aws = aws_module_options(endpoint_env)
     return [
         {
             "name": f"integration target {target.name}",

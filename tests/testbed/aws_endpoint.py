@@ -38,6 +38,16 @@ class EndpointError(RuntimeError):
     pass
 
 
+def aws_module_options(environment: dict[str, str]) -> dict[str, str]:
+    """endpoint_url, region and credentials as module options, from an endpoint's environment variables."""
+    return {
+        "endpoint_url": environment["AWS_ENDPOINT_URL"],
+        "region": environment["AWS_REGION"],
+        "access_key": environment["AWS_ACCESS_KEY_ID"],
+        "secret_key": environment["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -78,6 +88,10 @@ class LocalAwsEndpoint:
     def environment(self) -> dict[str, str]:
         """Variables that point boto3, the AWS CLI and amazon.aws modules at this endpoint."""
         return {**DUMMY_CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
+
+    def module_options(self) -> dict[str, str]:
+        """The AWS options of this collection's (and amazon.aws's) modules for this endpoint, for module_defaults."""
+        return aws_module_options(self.environment())
 
     def start(self, timeout: float = 30.0) -> LocalAwsEndpoint:
         if self.port is None:
