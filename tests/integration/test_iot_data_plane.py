@@ -669,3 +669,33 @@ def test_v1_core_identity_connects_and_uses_its_shadow_and_group_ca_topics(data_
         main.close()
         spooler.close()
     assert not client(data_plane, core, "other-client").connect().ok
+
+
+def test_certificate_registered_without_a_ca_authenticates_on_the_broker_and_the_https_data_plane(
+    data_plane, aws_client, tmp_path, token_exchange
+):
+    # RegisterCertificateWithoutCA: a self-signed certificate the bed's CA never signed; each TLS server of the
+    # bed (the broker, the HTTPS data plane) must take it as a trust anchor on its own.
+    iot = aws_client("iot")
+    device = Device(tmp_path / "self-signed", "self-signed")
+    device.cert_file.write_bytes(self_signed_certificate(device.key, "self-signed"))
+    arn = iot.register_certificate_without_ca(certificatePem=device.cert_file.read_text(), status="ACTIVE")[
+        "certificateArn"
+    ]
+    iot.create_thing(thingName="self-signed")
+    iot.attach_thing_principal(thingName="self-signed", principal=arn)
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": ACCOUNT_ARN + "client/self-signed"},
+            {
+                "Effect": "Allow",
+                "Action": "iot:AssumeRoleWithCertificate",
+                "Resource": ACCOUNT_ARN + "rolealias/" + ALIAS,
+            },
+        ],
+    }
+    iot.create_policy(policyName="self-signed-policy", policyDocument=json.dumps(document))
+    iot.attach_policy(policyName="self-signed-policy", target=arn)
+    connected(data_plane, device).close()
+    assert credentials_request(data_plane, aws_client, device, ALIAS, "self-signed")[0] == 200

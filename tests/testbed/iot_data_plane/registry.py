@@ -42,7 +42,6 @@ class IotRegistry:
         from moto.core import DEFAULT_ACCOUNT_ID
 
         self.account_id = account_id or DEFAULT_ACCOUNT_ID
-        self._trusted_pems: set[str] = set()
 
     def server_context(self, endpoint_host: re.Pattern) -> ssl.SSLContext:
         """A TLS server context: the bed's server certificate, a client certificate required, and a server
@@ -61,6 +60,7 @@ class IotRegistry:
         # each registered certificate is itself a trust anchor, and the registry decides after the handshake.
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         context.load_verify_locations(cadata=pki.ca_certificate_pem())
+        trusted: set[str] = set()  # this context's anchors (the broker and the HTTPS server each have one)
 
         def on_server_name(ssl_object, server_name, ctx):
             match = endpoint_host.match(server_name or "")
@@ -71,9 +71,9 @@ class IotRegistry:
             ssl_object.edgeml_server_name = server_name
             ssl_object.edgeml_region = next(group for group in match.groups() if group)
             for pem in self.registered_certificates_pem():
-                if pem not in self._trusted_pems:
+                if pem not in trusted:
                     ctx.load_verify_locations(cadata=pem)
-                    self._trusted_pems.add(pem)
+                    trusted.add(pem)
             return None
 
         context.sni_callback = on_server_name
