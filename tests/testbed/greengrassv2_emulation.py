@@ -511,11 +511,11 @@ class ComponentCatalog:
 
     @staticmethod
     def component_versions(region: str, name: str) -> list[dict]:
-        """Every DEPLOYABLE version of the component: {arn, componentVersion, recipe}."""
+        """Every DEPLOYABLE version of the component, newest first: {arn, componentVersion, recipe}."""
         versions = _state(region).components.get(name or "", {})
         return [
             {"arn": r["arn"], "componentVersion": r["componentVersion"], "recipe": r["recipe"]}
-            for r in versions.values()
+            for r in _sorted_versions(versions)
             if r["status"]["componentState"] == "DEPLOYABLE"
         ]
 

@@ -179,9 +179,7 @@ class GreengrassDataPlane:
                 "ResourceNotFoundException", "No version of %s has a manifest for the platform %s" % (name, platform)
             )
         asked = [v for v in for_platform if v["componentVersion"] == candidate.get("componentVersion")]
-        chosen = asked[0] if asked else max(
-            for_platform, key=lambda v: _SortKey(parse_version(v["componentVersion"]))
-        )  # fmt: skip
+        chosen = asked[0] if asked else for_platform[0]  # the catalog lists the newest version first
         return {
             "arn": chosen["arn"],
             "componentName": name,
@@ -203,11 +201,3 @@ class GreengrassDataPlane:
         except DataPlaneError as error:
             LOG.info("greengrass data plane: %s %s", error.code, error)
             return error.answer()
-
-
-class _SortKey:
-    def __init__(self, version: tuple):
-        self.version = version
-
-    def __lt__(self, other: _SortKey) -> bool:
-        return _before(self.version, other.version)
