@@ -122,13 +122,17 @@ def _create_thing_group(client, group_name):
     return client.create_thing_group(thingGroupName=group_name)
 
 
+def error_code(error):
+    """The AWS error code behind an AnsibleIoTError, or None."""
+    return (getattr(error.exception, "response", None) or {}).get("Error", {}).get("Code")
+
+
 def create_thing_group(client, group_name):
     """Create the group; one made meanwhile by another device of the same run is the group we wanted."""
     try:
         return _create_thing_group(client, group_name)
     except AnsibleIoTError as error:
-        code = (getattr(error.exception, "response", None) or {}).get("Error", {}).get("Code")
-        if code == "ResourceAlreadyExistsException":
+        if error_code(error) == "ResourceAlreadyExistsException":
             return describe_thing_group(client, group_name)
         raise
 
@@ -178,16 +182,44 @@ def describe_certificate(client, certificate_id):
     return client.describe_certificate(certificateId=certificate_id)["certificateDescription"]
 
 
+# Certificates are created INACTIVE and activated only once the policy and the thing are attached: a run
+# interrupted in between leaves an INACTIVE certificate (no working credential), which the next run finds by
+# its public key and completes instead of issuing another (see iot_device_identity).
 @IoTErrorHandler.common_error_handler("create certificate from CSR")
 @aws_retry()
 def create_certificate_from_csr(client, csr_pem):
-    return client.create_certificate_from_csr(certificateSigningRequest=csr_pem, setAsActive=True)
+    return client.create_certificate_from_csr(certificateSigningRequest=csr_pem, setAsActive=False)
 
 
 @IoTErrorHandler.common_error_handler("create keys and certificate")
 @aws_retry()
 def create_keys_and_certificate(client):
-    return client.create_keys_and_certificate(setAsActive=True)
+    return client.create_keys_and_certificate(setAsActive=False)
+
+
+@IoTErrorHandler.common_error_handler("activate certificate")
+@aws_retry()
+def activate_certificate(client, certificate_id):
+    client.update_certificate(certificateId=certificate_id, newStatus="ACTIVE")
+
+
+@IoTErrorHandler.list_error_handler("list certificates", [])
+@aws_retry()
+def list_certificates_created_since(client, since):
+    """Certificates (id, arn, status, creationDate) created at or after ``since``, newest first.
+
+    ListCertificates pages newest first with ascendingOrder=false (IoT API reference, ListCertificates), so the
+    listing stops at the first page that holds only older certificates instead of reading the whole account.
+    """
+    found = []
+    request = {"pageSize": 250, "ascendingOrder": False}
+    while True:
+        page = client.list_certificates(**request)
+        certificates = page.get("certificates", [])
+        found.extend(c for c in certificates if c["creationDate"] >= since)
+        if not page.get("nextMarker") or (certificates and all(c["creationDate"] < since for c in certificates)):
+            return found
+        request["marker"] = page["nextMarker"]
 
 
 @IoTErrorHandler.common_error_handler("deactivate certificate")
@@ -211,8 +243,21 @@ def get_policy(client, policy_name):
 
 @IoTErrorHandler.common_error_handler("create policy")
 @aws_retry()
-def create_policy(client, policy_name, document):
+def _create_policy(client, policy_name, document):
     return client.create_policy(policyName=policy_name, policyDocument=json.dumps(document, sort_keys=True))
+
+
+def create_policy(client, policy_name, document):
+    """Create the policy. "Already exists" with the same document is this create's own earlier attempt (its
+    response lost, the call retried): that is success. Any other existing policy of that name is an error."""
+    try:
+        return _create_policy(client, policy_name, document)
+    except AnsibleIoTError as error:
+        if error_code(error) == "ResourceAlreadyExistsException":
+            existing = get_policy(client, policy_name)
+            if existing and not policy_documents_differ(existing["policyDocument"], document):
+                return existing
+        raise
 
 
 @IoTErrorHandler.list_error_handler("list policy versions", [])
@@ -295,10 +340,26 @@ def describe_role_alias(client, role_alias):
 
 @IoTErrorHandler.common_error_handler("create role alias")
 @aws_retry()
-def create_role_alias(client, role_alias, role_arn, credential_duration_seconds):
+def _create_role_alias(client, role_alias, role_arn, credential_duration_seconds):
     return client.create_role_alias(
         roleAlias=role_alias, roleArn=role_arn, credentialDurationSeconds=credential_duration_seconds
     )
+
+
+def create_role_alias(client, role_alias, role_arn, credential_duration_seconds):
+    """Create the alias; "already exists" for the same role and duration is this create's own retried attempt."""
+    try:
+        return _create_role_alias(client, role_alias, role_arn, credential_duration_seconds)
+    except AnsibleIoTError as error:
+        if error_code(error) == "ResourceAlreadyExistsException":
+            existing = describe_role_alias(client, role_alias)
+            if (
+                existing
+                and existing.get("roleArn") == role_arn
+                and existing.get("credentialDurationSeconds") == credential_duration_seconds
+            ):
+                return {"roleAlias": role_alias, "roleAliasArn": existing.get("roleAliasArn")}
+        raise
 
 
 @IoTErrorHandler.common_error_handler("update role alias")
@@ -636,6 +697,9 @@ class CertificatePlan:
     REUSE = "reuse"
     CREATE = "create"
     ROTATE = "rotate"
+    # An INACTIVE certificate for the device's key, left by a run interrupted before it activated it: completed
+    # (attached, then activated) instead of issuing another.
+    ADOPT = "adopt"
 
     def __init__(self, action, keep=None, retire=None):
         self.action = action
@@ -655,6 +719,8 @@ def plan_certificate(mode, attached, rotate, csr_key_der=None, cert_key_der=publ
     the new key and the old ones are retired; without it that is an error (raised as
     InputError) because silently keeping the old certificate would leave the device with a
     key that does not match it.
+    An INACTIVE attached certificate for the CSR's key is one an interrupted run created and attached but did not
+    activate yet: it is adopted (on rotate, or when no other key has an ACTIVE certificate).
     aws_generated mode: reuse the newest ACTIVE certificate; rotate issues a new one on
     every run (there is no key to compare), so it is meant for one run.
     """
@@ -665,6 +731,10 @@ def plan_certificate(mode, attached, rotate, csr_key_der=None, cert_key_der=publ
         if matching:
             # The device's key already has a certificate; other ACTIVE ones are retired only on rotate.
             return CertificatePlan(CertificatePlan.REUSE, keep=matching[0], retire=others if rotate else [])
+        unfinished = [c for c in attached if c["status"] == "INACTIVE" and cert_key_der(c["pem"]) == csr_key_der]
+        if unfinished and (rotate or not active):
+            newest = sorted(unfinished, key=lambda c: str(c.get("creation_date") or ""))[-1]
+            return CertificatePlan(CertificatePlan.ADOPT, keep=newest, retire=active)
         if not active:
             return CertificatePlan(CertificatePlan.CREATE)
         if rotate:

@@ -23,7 +23,8 @@ description:
   - In C(csr) mode (the default) the device makes its own key and CSR; only the CSR reaches AWS,
     so the private key never leaves the device. In C(aws_generated) mode AWS makes the key pair and
     the module returns the private key once, on the run that created it.
-  - A re-run reuses the thing's ACTIVE certificate instead of minting another. In C(csr) mode an
+  - A re-run reuses the thing's ACTIVE certificate instead of minting another, and completes the INACTIVE
+    certificate an interrupted run left for the device's key (see I(orphan_search_hours)). In C(csr) mode an
     ACTIVE certificate for a different key than the CSR's is a key rotation, done only with
     I(rotate_certificate=true); otherwise the module fails and changes nothing.
   - Every input is validated (thing name, CSR parse and signature, topic prefixes, policy document)
@@ -136,6 +137,20 @@ options:
     type: list
     elements: str
     default: []
+    version_added: 0.2.0
+  orphan_search_hours:
+    description:
+      - In C(csr) mode, how far back (hours) to look for INACTIVE certificates issued for the device's key that no
+        thing holds. New certificates are created INACTIVE and activated only after the policy and the thing are
+        attached, so a run interrupted in between (or a create whose response was lost and whose retry created a
+        second one) leaves such certificates. The newest is adopted instead of issuing another; the others are
+        deleted.
+      - Each INACTIVE certificate created in this window costs one C(DescribeCertificate) when the module would
+        otherwise issue a certificate. C(0) turns the search off.
+      - Also adopts an INACTIVE certificate for the device's key that an administrator deactivated, just as a new
+        certificate would be issued for that key without it; retire a device with I(state=absent).
+    type: int
+    default: 168
     version_added: 0.2.0
 notes:
   - Check mode returns the predicted result without writing; values that only AWS can give (a new
@@ -270,8 +285,22 @@ retired_certificates:
   returned: always
   type: list
   elements: str
+adopted_certificate:
+  description:
+    - ID of an INACTIVE certificate for the device's key, left by an interrupted run, that this run completed
+      (attached and activated) instead of issuing another; C(null) when none.
+  returned: when I(state=present)
+  type: str
+  version_added: 0.2.0
+deleted_orphan_certificates:
+  description: IDs of other INACTIVE certificates for the device's key, held by no thing, that this run deleted.
+  returned: when I(state=present)
+  type: list
+  elements: str
+  version_added: 0.2.0
 """
 
+import datetime  # noqa: E402
 import json  # noqa: E402
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
@@ -289,6 +318,11 @@ def validate(params):
     checked = {"policy_name": policy_name, "csr": None, "policy_document": None, "topic_prefixes": None}
     if params["state"] == "absent":
         return checked
+    if params["orphan_search_hours"] < 0:
+        raise InputError(
+            "orphan_search_hours: {0} is negative; expected a number of hours, or 0 to not look for the "
+            "certificates of interrupted runs".format(params["orphan_search_hours"])
+        )
     iot.validate_attributes(params["attributes"])
     iot.validate_thing_groups(params["thing_groups"])
     iot.validate_greengrass_group_id(params["greengrass_v1_group_id"])
@@ -419,14 +453,25 @@ def ensure_present(module, client, checked):
             iot.create_policy_version(client, policy_name, wanted_document)
     policy_arn = policy["policyArn"] if policy else None
 
-    # Certificate.
+    # Certificate. New ones are created INACTIVE and activated last, after the policy and the thing are
+    # attached, so a run interrupted in between leaves no working credential, and the next run finds that
+    # certificate by the device's public key and completes it (csr mode) instead of issuing another.
     private_key = None
+    adopted = None
+    orphans = []
     if plan.action == iot.CertificatePlan.REUSE:
         certificate = certificate_view(plan.keep)
     else:
         changed = True
-        if check:
-            certificate = {"arn": None, "id": None, "pem": None, "status": "ACTIVE"}
+        if plan.action == iot.CertificatePlan.ADOPT:
+            adopted = plan.keep
+        elif csr_key is not None:
+            orphans = unattached_certificates_for_key(module, client, csr_key, exclude=[c["id"] for c in attached])
+            adopted = orphans.pop(0) if orphans else None
+        if adopted is not None:
+            certificate = certificate_view(adopted)
+        elif check:
+            certificate = {"arn": None, "id": None, "pem": None, "status": "INACTIVE"}
         else:
             if params["certificate_mode"] == "csr":
                 created = iot.create_certificate_from_csr(client, params["csr"])
@@ -437,7 +482,7 @@ def ensure_present(module, client, checked):
                 "arn": created["certificateArn"],
                 "id": created["certificateId"],
                 "pem": created["certificatePem"],
-                "status": "ACTIVE",
+                "status": "INACTIVE",
             }
 
     # Attachments: policy -> certificate, certificate -> thing.
@@ -453,6 +498,20 @@ def ensure_present(module, client, checked):
                 iot.attach_thing_principal(client, thing_name, certificate["arn"])
     elif not check:
         module.fail_json(msg="AWS returned no certificate ARN for thing {0}".format(thing_name))
+
+    # Other INACTIVE certificates for the same key that no thing holds are leftovers of interrupted runs, or of
+    # a create whose response was lost and whose retry created a second one: deleted before activating ours.
+    if plan.action != iot.CertificatePlan.REUSE and csr_key is not None and certificate["arn"] and not check:
+        orphans = unattached_certificates_for_key(module, client, csr_key, exclude=[certificate["id"]])
+    for orphan in orphans:
+        changed = True
+        if not check:
+            delete_unattached_certificate(client, orphan)
+    if certificate["status"] != "ACTIVE":
+        changed = True
+        if not check:
+            iot.activate_certificate(client, certificate["id"])
+        certificate["status"] = "ACTIVE"
 
     # Retire replaced certificates only after the new one is attached.
     retired = []
@@ -484,11 +543,49 @@ def ensure_present(module, client, checked):
         "policy": {"name": policy_name, "arn": policy_arn, "document": wanted_document},
         "endpoints": iot.describe_endpoints(client),
         "retired_certificates": retired,
+        "adopted_certificate": adopted["id"] if adopted else None,
+        "deleted_orphan_certificates": [c["id"] for c in orphans],
         "diff": {"before": before, "after": after},
     }
     if private_key is not None:
         result["private_key"] = private_key
     return result
+
+
+def unattached_certificates_for_key(module, client, key_der, exclude):
+    """INACTIVE certificates for the device's key, created within orphan_search_hours and attached to no thing,
+    newest first (each dict as attached_certificates gives). Only INACTIVE ones: the module activates a
+    certificate last, so an interrupted run's certificate is INACTIVE, and listing the account's INACTIVE
+    certificates of a few days needs one DescribeCertificate per candidate, not one per device certificate."""
+    hours = module.params["orphan_search_hours"]
+    if not hours:
+        return []
+    since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=hours)
+    found = []
+    for listed in iot.list_certificates_created_since(client, since):
+        if listed["status"] != "INACTIVE" or listed["certificateId"] in exclude:
+            continue
+        description = iot.describe_certificate(client, listed["certificateId"])
+        if description is None or iot.public_key_der(description["certificatePem"]) != key_der:
+            continue
+        if iot.list_principal_things(client, description["certificateArn"]):
+            continue
+        found.append(
+            {
+                "arn": description["certificateArn"],
+                "id": description["certificateId"],
+                "status": description["status"],
+                "pem": description["certificatePem"],
+                "creation_date": description.get("creationDate"),
+            }
+        )
+    return sorted(found, key=lambda c: str(c["creation_date"] or ""), reverse=True)
+
+
+def delete_unattached_certificate(client, cert):
+    for attached_policy in iot.list_attached_policies(client, cert["arn"]):
+        iot.detach_policy(client, attached_policy["policyName"], cert["arn"])
+    iot.delete_certificate(client, cert["id"])
 
 
 def retire_certificate(module, client, thing_name, cert):
@@ -568,6 +665,7 @@ def main():
         greengrass_v2_core=dict(type="bool", default=False),
         greengrass_v1_group_id=dict(type="str"),
         token_exchange_role_aliases=dict(type="list", elements="str", default=[], no_log=False),
+        orphan_search_hours=dict(type="int", default=168),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
 

@@ -6,7 +6,8 @@ that the endpoint is moto.
 
 Fix 1 - IoT CreateCertificateFromCsr (moto 5.2.x):
     moto signs a certificate for a *new random key* instead of the CSR's key,
-    ignores ``setAsActive`` and never checks the CSR signature. AWS IoT issues
+    reads ``setAsActive`` (a query string parameter) as text, so ``false`` made the certificate
+    ACTIVE, and never checks the CSR signature. AWS IoT issues
     the certificate for the CSR's public key, so a device checking that its
     certificate matches its private key would fail against stock moto. Here the
     certificate carries the CSR's public key, is signed by a per-process test
@@ -103,7 +104,9 @@ def apply_fixes() -> None:
     from moto.iot.exceptions import InvalidRequestException
     from moto.iot.models import IoTBackend
 
-    def create_certificate_from_csr(self, csr: str, set_as_active: bool):
+    def create_certificate_from_csr(self, csr: str, set_as_active):
+        # moto's response handler passes the query string's text: "false" must mean false.
+        set_as_active = str(set_as_active).lower() == "true"
         try:
             pem = issue_certificate_for_csr(csr)
         except ValueError as exc:

@@ -243,11 +243,29 @@ def test_csr_mode_new_key_with_rotate_retires_every_active_certificate():
     assert plan.action == CertificatePlan.ROTATE and plan.retire == [old1, old2]
 
 
-def test_inactive_certificates_are_ignored():
+def test_inactive_certificates_of_other_keys_are_ignored():
     key = make_key()
     inactive = cert("c1", make_cert_pem(make_key()), status="INACTIVE")
     assert iot.plan_certificate("csr", [inactive], False, key_der(key)).action == CertificatePlan.CREATE
     assert iot.plan_certificate("aws_generated", [inactive], False).action == CertificatePlan.CREATE
+
+
+def test_inactive_certificate_of_the_device_key_is_adopted_newest_first():
+    key = make_key()
+    older = cert("c1", make_cert_pem(key), status="INACTIVE", created="2026-01-01")
+    newer = cert("c2", make_cert_pem(key), status="INACTIVE", created="2026-02-01")
+    plan = iot.plan_certificate("csr", [newer, older], False, key_der(key))
+    assert plan.action == CertificatePlan.ADOPT and plan.keep is newer and plan.retire == []
+
+
+def test_interrupted_rotation_is_adopted_only_with_rotate():
+    key = make_key()
+    old = cert("c1", make_cert_pem(make_key()))
+    unfinished = cert("c2", make_cert_pem(key), status="INACTIVE")
+    plan = iot.plan_certificate("csr", [old, unfinished], True, key_der(key))
+    assert plan.action == CertificatePlan.ADOPT and plan.keep is unfinished and plan.retire == [old]
+    with pytest.raises(InputError, match="^csr: the thing's ACTIVE certificate c1"):
+        iot.plan_certificate("csr", [old, unfinished], False, key_der(key))
 
 
 def test_csr_mode_matching_key_with_rotate_retires_the_others():

@@ -35,6 +35,7 @@ def params(**overrides):
         greengrass_v1_core=True,
         greengrass_v1_group_id=None,
         token_exchange_role_aliases=[],
+        orphan_search_hours=168,
     )
     base.update(overrides)
     return base
