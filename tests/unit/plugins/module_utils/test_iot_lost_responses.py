@@ -21,7 +21,7 @@ ALIAS_ARN = "arn:aws:iot:eu-west-1:123456789012:rolealias/edge-tes-alias"
 
 @pytest.fixture
 def stubbed():
-    client = boto3.client("iot", region_name="eu-west-1", aws_access_key_id="k", aws_secret_access_key="s")
+    client = boto3.client("iot", region_name="eu-west-1", aws_access_key_id="k", aws_secret_access_key="s")  # noqa: S106 (stubbed: never sent)
     with Stubber(client) as stubber:
         yield client, stubber
         stubber.assert_no_pending_responses()
