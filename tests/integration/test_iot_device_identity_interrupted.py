@@ -20,10 +20,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.testbed.fault_proxy import FaultPlan, FaultProxy
 
 pytestmark = pytest.mark.aws
 
@@ -46,21 +49,24 @@ def public_key(pem: str) -> bytes:
     return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def module_process(tmp_path: Path, args: dict) -> dict:
+    """Run iot_device_identity once, as Ansible's module process does (arguments file), and return its JSON."""
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / ".collections"))
+    done = subprocess.run(
+        [sys.executable, "-m", MODULE, str(args_file)], capture_output=True, text=True, env=env, timeout=300
+    )
+    return json.loads(done.stdout)
+
+
 @pytest.fixture
 def run_module(clean_aws, tmp_path):
-    """Run iot_device_identity once, as Ansible's module process does (arguments file), and return its JSON."""
-
     def run(check_mode: bool = False, **options):
         args = dict(clean_aws.module_options(), thing_name=THING, topic_prefixes=[f"{THING}/"], **options)
         if check_mode:
             args["_ansible_check_mode"] = True
-        args_file = tmp_path / "args.json"
-        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / ".collections"))
-        done = subprocess.run(
-            [sys.executable, "-m", MODULE, str(args_file)], capture_output=True, text=True, env=env, timeout=120
-        )
-        result = json.loads(done.stdout)
+        result = module_process(tmp_path, args)
         assert not result.get("failed"), result
         return result
 
@@ -181,10 +187,36 @@ def test_search_off_issues_a_new_certificate(run_module, iot):
 def test_negative_search_window_is_refused_before_any_call(clean_aws, tmp_path, iot):
     csr, _ = make_csr(THING)
     args = dict(clean_aws.module_options(), thing_name=THING, csr=csr, orphan_search_hours=-1)
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / ".collections"))
-    done = subprocess.run([sys.executable, "-m", MODULE, str(args_file)], capture_output=True, text=True, env=env)
-    result = json.loads(done.stdout)
+    result = module_process(tmp_path, args)
     assert result["failed"] and result["msg"].startswith("orphan_search_hours: -1 is negative")
     assert iot.list_things()["things"] == [] and iot.list_certificates()["certificates"] == []
+
+
+def test_three_devices_converge_through_throttling_errors_and_lost_responses(clean_aws, tmp_path, iot):
+    """30% throttled, 5% failed, 10% executed with the response lost (seeded), with the playbooks' client settings:
+    every device gets exactly one ACTIVE certificate for its key, and a fault-free re-run changes nothing."""
+    client_config = yaml.safe_load((REPO_ROOT / "playbooks" / "vars" / "aws_client.yml").read_text())
+    aws_config = {"retries": {"mode": "standard", "total_max_attempts": 10}, "connect_timeout": 10, "read_timeout": 20}
+    assert set(client_config["__edgeml_aws_client_config"]) == set(aws_config), "the playbooks' settings changed"
+    devices = {f"cam-{n}": make_csr(f"cam-{n}") for n in (1, 2, 3)}
+    plan = FaultPlan(throttle=0.3, error=0.05, lost=0.1, services=("iot",), seed=14)
+    with FaultProxy(clean_aws.url, plan) as proxy:
+        for thing, (csr, _) in devices.items():
+            options = dict(
+                clean_aws.module_options(), endpoint_url=proxy.url, aws_config=aws_config, thing_name=thing, csr=csr
+            )
+            result = module_process(tmp_path, options)
+            assert not result.get("failed"), result
+    assert {"throttle", "error", "lost"} <= set(plan.counts()), plan.counts()
+
+    found = certificates(iot)
+    assert sorted((c["things"], c["status"], c["policies"]) for c in found.values()) == [
+        ([thing], "ACTIVE", [f"{thing}-policy"]) for thing in devices
+    ]
+    assert {c["key"] for c in found.values()} == {key for _, key in devices.values()}
+    assert sorted(t["thingName"] for t in iot.list_things()["things"]) == sorted(devices)
+    assert sorted(p["policyName"] for p in iot.list_policies()["policies"]) == [f"{t}-policy" for t in devices]
+
+    for thing, (csr, _) in devices.items():
+        again = module_process(tmp_path, dict(clean_aws.module_options(), thing_name=thing, csr=csr))
+        assert not again.get("failed") and not again["changed"], again
