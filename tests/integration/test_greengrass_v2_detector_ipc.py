@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -140,17 +139,14 @@ def ipc_client_dir() -> Path:
     wheel_platform = f"manylinux2014_{platform.machine()}"
     wheels = wheelhouse.ensure_wheelhouse(python, wheel_platform, wheelhouse.GREENGRASS_V2_REQUIREMENTS)
     target = wheelhouse.cache_root() / "ipc-client" / wheels.name
-    if (target / wheelhouse.STAMP).exists():
-        return target
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(wheels)]
-    argv += ["--target", str(partial), *wheelhouse.GREENGRASS_V2_REQUIREMENTS]
-    subprocess.run(argv, check=True, capture_output=True, env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"))
-    (partial / wheelhouse.STAMP).write_text("\n".join(wheelhouse.GREENGRASS_V2_REQUIREMENTS) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    return target
+
+    def install(partial: Path) -> None:
+        argv = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(wheels)]
+        argv += ["--target", str(partial), *wheelhouse.GREENGRASS_V2_REQUIREMENTS]
+        env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+        subprocess.run(argv, check=True, capture_output=True, env=env)
+
+    return wheelhouse.build_once(target, wheelhouse.GREENGRASS_V2_REQUIREMENTS, install)
 
 
 @pytest.fixture

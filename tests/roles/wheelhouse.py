@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.testbed.edge_devices import flocked
+
 # The role's defaults (roles/mxnet_opencv_runtime/defaults/main.yml); a test keeps them equal.
 REQUIREMENTS = ("mxnet==1.9.1", "numpy==1.23.5", "opencv-python-headless==4.11.0.86")
 # The Greengrass V2 detector's IPC client (roles/greengrass_v2_detector/defaults/main.yml); a test keeps them equal.
@@ -39,18 +41,22 @@ def wheelhouse_dir(python_version: str, platform: str, requirements=REQUIREMENTS
     return cache_root() / "wheels" / f"py{python_version}-{platform}-{digest}"
 
 
-def _build_once(target: Path, requirements, fill) -> Path:
+def build_once(target: Path, requirements, fill) -> Path:
     """target, made by fill(partial_dir) unless already complete; the stamp is written only after fill succeeded,
-    and the folder appears under its name in one rename, so an interrupted build is never taken as done."""
+    and the folder appears under its name in one rename, so an interrupted build is never taken as done. Under a
+    lock: parallel test workers wait for one build instead of deleting each other's partial folder."""
     if (target / STAMP).exists():
         return target
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    fill(partial)
-    (partial / STAMP).write_text("\n".join(requirements) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    with flocked(target.with_name(target.name + ".lock")):
+        if (target / STAMP).exists():  # built by another process while this one waited
+            return target
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        fill(partial)
+        (partial / STAMP).write_text("\n".join(requirements) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
     return target
 
 
@@ -69,7 +75,7 @@ def ensure_wheelhouse(
         if result.returncode != 0:
             raise RuntimeError(f"pip download failed for the wheelhouse ({' '.join(argv)}):\n{result.stderr[-3000:]}")
 
-    return _build_once(wheelhouse_dir(python_version, platform, requirements), requirements, download)
+    return build_once(wheelhouse_dir(python_version, platform, requirements), requirements, download)
 
 
 def ensure_runtime_wheelhouse(
@@ -88,7 +94,7 @@ def ensure_runtime_wheelhouse(
                     except OSError:  # another file system
                         shutil.copy2(wheel, partial / wheel.name)
 
-    return _build_once(wheelhouse_dir(python_version, platform, requirements), requirements, link)
+    return build_once(wheelhouse_dir(python_version, platform, requirements), requirements, link)
 
 
 def main(argv: list[str] | None = None) -> int:
