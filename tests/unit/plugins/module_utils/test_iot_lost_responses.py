@@ -31,6 +31,13 @@ def already_exists(stubber, operation):
     stubber.add_client_error(operation, "ResourceAlreadyExistsException", "exists", 409)
 
 
+def existing_alias(stubber, role_arn, duration):
+    description = {"roleAlias": "edge-tes-alias", "roleAliasArn": ALIAS_ARN, "roleArn": role_arn}
+    stubber.add_response(
+        "describe_role_alias", {"roleAliasDescription": dict(description, credentialDurationSeconds=duration)}
+    )
+
+
 def test_policy_that_exists_with_our_document_is_our_create(stubbed):
     client, stubber = stubbed
     already_exists(stubber, "create_policy")
@@ -57,17 +64,7 @@ def test_policy_that_exists_with_another_document_is_an_error(stubbed):
 def test_role_alias_that_exists_for_our_role_is_our_create(stubbed):
     client, stubber = stubbed
     already_exists(stubber, "create_role_alias")
-    stubber.add_response(
-        "describe_role_alias",
-        {
-            "roleAliasDescription": {
-                "roleAlias": "edge-tes-alias",
-                "roleAliasArn": ALIAS_ARN,
-                "roleArn": ROLE_ARN,
-                "credentialDurationSeconds": 3600,
-            }
-        },
-    )
+    existing_alias(stubber, ROLE_ARN, 3600)
     created = iot.create_role_alias(client, "edge-tes-alias", ROLE_ARN, 3600)
     assert created == {"roleAlias": "edge-tes-alias", "roleAliasArn": ALIAS_ARN}
 
@@ -76,16 +73,6 @@ def test_role_alias_that_exists_for_our_role_is_our_create(stubbed):
 def test_role_alias_that_exists_otherwise_is_an_error(stubbed, role_arn, duration):
     client, stubber = stubbed
     already_exists(stubber, "create_role_alias")
-    stubber.add_response(
-        "describe_role_alias",
-        {
-            "roleAliasDescription": {
-                "roleAlias": "edge-tes-alias",
-                "roleAliasArn": ALIAS_ARN,
-                "roleArn": role_arn,
-                "credentialDurationSeconds": duration,
-            }
-        },
-    )
+    existing_alias(stubber, role_arn, duration)
     with pytest.raises(iot.AnsibleIoTError):
         iot.create_role_alias(client, "edge-tes-alias", ROLE_ARN, 3600)
