@@ -38,8 +38,12 @@ gate "ruff format" ruff format --check .
 gate "ansible-lint (production profile)" ansible-lint --offline
 gate "ansible-test sanity (plugins, no ignore files)" bash scripts/sanity.sh
 gate "simulated device image" python -m tests.testbed.edge_devices build-image
+# Test files run on EDGEML_TEST_WORKERS workers (2 by default; 0 runs them in this process, without workers): the tests wait on
+# devices, endpoints and subprocesses about half of the time, so two workers keep both cores busy. Files stay whole
+# (--dist loadfile): their module-scoped devices are booted once. The slowest tests are listed for the next person
+# who has to make the suite faster.
 gate "pytest (unit, test bed, modules on the local AWS endpoint, roles on devices, inference)" \
-  python -m pytest tests -p no:cacheprovider
+  python -m pytest tests -p no:cacheprovider -n "${EDGEML_TEST_WORKERS:-2}" --dist loadfile --durations=30
 gate "molecule (every role scenario on simulated devices)" python -m tests.molecule_all
 
 printf '\n=== summary\n'

@@ -53,13 +53,17 @@ def unique_bed(label: str) -> str:
 
 def bed_traces(bed: EdgeDeviceBed) -> dict:
     """Everything a bed leaves on the host while it exists."""
+    leases = Leases().held()
+    # An address this bed released may already be leased again by a bed of a parallel test worker, whose sshd
+    # then listens there: that one is not this bed's trace.
+    leased_elsewhere = {a for a, lease in leases.items() if Leases.bed_dir(lease) != bed.dir}
     return {
         "dir": bed.dir.exists(),
         "mounts": mounts_under(bed.dir),
         "nspawn": [d.pid for d in bed.devices if pid_alive(d.pid)],
         "containers": [d.leader for d in bed.devices if d.leader_alive()],
-        "leases": sorted(a for a, lease in Leases().held().items() if Leases.bed_dir(lease) == bed.dir),
-        "sshd": [d.address for d in bed.devices if address_in_use(d.address)],
+        "leases": sorted(a for a, lease in leases.items() if Leases.bed_dir(lease) == bed.dir),
+        "sshd": [d.address for d in bed.devices if d.address not in leased_elsewhere and address_in_use(d.address)],
     }
 
 
