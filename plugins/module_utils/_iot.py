@@ -395,18 +395,20 @@ def attached_certificates(client, thing_name):
         if ":cert/" not in principal:
             continue
         description = describe_certificate(client, certificate_id_from_arn(principal))
-        if description is None:
-            continue
-        certificates.append(
-            {
-                "arn": description["certificateArn"],
-                "id": description["certificateId"],
-                "status": description["status"],
-                "pem": description["certificatePem"],
-                "creation_date": description.get("creationDate"),
-            }
-        )
+        if description is not None:
+            certificates.append(certificate_record(description))
     return certificates
+
+
+def certificate_record(description):
+    """What the modules keep of a DescribeCertificate answer."""
+    return {
+        "arn": description["certificateArn"],
+        "id": description["certificateId"],
+        "status": description["status"],
+        "pem": description["certificatePem"],
+        "creation_date": description.get("creationDate"),
+    }
 
 
 # ---------------------------------------------------------------------------

@@ -524,7 +524,11 @@ def ensure_present(module, client, checked):
     after = {
         "thing": thing_view(thing, groups),
         "certificates": sorted(
-            [{"id": c["id"], "status": c["status"]} for c in attached if c["id"] not in retired]
+            [
+                {"id": c["id"], "status": "ACTIVE" if c["id"] == certificate["id"] else c["status"]}
+                for c in attached
+                if c["id"] not in retired
+            ]
             + (
                 []
                 if certificate["id"] in [c["id"] for c in attached]
@@ -570,15 +574,7 @@ def unattached_certificates_for_key(module, client, key_der, exclude):
             continue
         if iot.list_principal_things(client, description["certificateArn"]):
             continue
-        found.append(
-            {
-                "arn": description["certificateArn"],
-                "id": description["certificateId"],
-                "status": description["status"],
-                "pem": description["certificatePem"],
-                "creation_date": description.get("creationDate"),
-            }
-        )
+        found.append(iot.certificate_record(description))
     return sorted(found, key=lambda c: str(c["creation_date"] or ""), reverse=True)
 
 
