@@ -20,12 +20,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.roles.playbook_json import playbook_aws_client_config
 from tests.testbed.fault_proxy import FaultPlan, FaultProxy
 
 pytestmark = pytest.mark.aws
@@ -195,9 +195,7 @@ def test_negative_search_window_is_refused_before_any_call(clean_aws, tmp_path, 
 def test_three_devices_converge_through_throttling_errors_and_lost_responses(clean_aws, tmp_path, iot):
     """30% throttled, 5% failed, 10% executed with the response lost (seeded), with the playbooks' client settings:
     every device gets exactly one ACTIVE certificate for its key, and a fault-free re-run changes nothing."""
-    client_config = yaml.safe_load((REPO_ROOT / "playbooks" / "vars" / "aws_client.yml").read_text())
-    aws_config = {"retries": {"mode": "standard", "total_max_attempts": 10}, "connect_timeout": 10, "read_timeout": 20}
-    assert set(client_config["__edgeml_aws_client_config"]) == set(aws_config), "the playbooks' settings changed"
+    aws_config = playbook_aws_client_config()
     devices = {f"cam-{n}": make_csr(f"cam-{n}") for n in (1, 2, 3)}
     plan = FaultPlan(throttle=0.3, error=0.05, lost=0.1, services=("iot",), seed=14)
     with FaultProxy(clean_aws.url, plan) as proxy:

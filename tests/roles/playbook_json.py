@@ -93,3 +93,19 @@ def localhost_inventory(tmp_path: Path, hosts: dict[str, dict] | None = None) ->
     path = tmp_path / "inventory.yml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def playbook_aws_client_config(**inventory_vars) -> dict:
+    """The botocore settings playbooks/vars/aws_client.yml gives the AWS modules, rendered with these inventory
+    variables (its defaults where unset), for tests and benchmarks that call a module outside a playbook."""
+    import jinja2
+    import yaml
+
+    document = yaml.safe_load((REPO_ROOT / "playbooks" / "vars" / "aws_client.yml").read_text())
+
+    def render(value):
+        if isinstance(value, dict):
+            return {key: render(item) for key, item in value.items()}
+        return yaml.safe_load(jinja2.Environment().from_string(value).render(**inventory_vars))  # noqa: S701
+
+    return render(document["__edgeml_aws_client_config"])
