@@ -136,8 +136,8 @@ def silent_endpoint():
         conn.close()
 
 
-def test_hung_endpoint_fails_within_the_configured_attempts_and_timeout(tmp_path, silent_endpoint):
-    url, accepted = silent_endpoint
+def read_a_thing_with_the_playbooks_settings(tmp_path, url: str, settings: dict) -> tuple[dict, float]:
+    """One AWS module task with the provisioning playbooks' vars file and module_defaults; (result, seconds)."""
     playbook = tmp_path / "aws_client.yml"
     playbook.write_text(
         yaml.safe_dump(
@@ -164,13 +164,26 @@ def test_hung_endpoint_fails_within_the_configured_attempts_and_timeout(tmp_path
             ]
         )
     )
-    settings = {"edgeml_aws_max_attempts": 3, "edgeml_aws_read_timeout": 2, "edgeml_aws_connect_timeout": 2}
     started = time.monotonic()
     run = run_playbook(playbook, localhost_inventory(tmp_path), extra_vars=settings, timeout=120)
     elapsed = time.monotonic() - started
     result = run.results("Read a thing")["localhost"]
     assert result.get("failed"), run.describe()
+    return result, elapsed
+
+
+def test_hung_endpoint_fails_within_the_configured_attempts_and_timeout(tmp_path, silent_endpoint):
+    url, accepted = silent_endpoint
+    settings = {"edgeml_aws_max_attempts": 3, "edgeml_aws_read_timeout": 2, "edgeml_aws_connect_timeout": 2}
+    result, elapsed = read_a_thing_with_the_playbooks_settings(tmp_path, url, settings)
     assert "Read timeout" in json.dumps(result), result
     # 3 attempts of 2 s each (plus backoff and ansible's start-up), not botocore's 3 x 60 s.
     assert len(accepted) == 3, f"{len(accepted)} connections"
+    assert elapsed < 40, f"{elapsed:.0f} s"
+
+
+def test_closed_endpoint_port_fails_with_a_connection_error_after_the_configured_attempts(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result, elapsed = read_a_thing_with_the_playbooks_settings(tmp_path, url, {"edgeml_aws_max_attempts": 3})
+    assert f'Could not connect to the endpoint URL: \\"{url}/things/x\\"' in json.dumps(result), result
     assert elapsed < 40, f"{elapsed:.0f} s"
