@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -88,14 +87,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp, LocalAwsEndpoint() as endpoint:
         folder = Path(tmp)
-        env = endpoint.environment()
-        iot = boto3.client(
-            "iot",
-            endpoint_url=endpoint.url,
-            region_name=env["AWS_REGION"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        )
+        iot = endpoint.client("iot")
         info = endpoint.data_plane()
         root_ca = folder / "root.ca.pem"
         root_ca.write_text(info["root_ca_pem"])

@@ -29,8 +29,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import boto3
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -95,14 +93,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalAwsEndpoint(log_path=Path(tmp) / "endpoint.log") as endpoint:
-        env = endpoint.environment()
-        iot = boto3.client(
-            "iot",
-            endpoint_url=endpoint.url,
-            region_name=env["AWS_REGION"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        )
+        iot = endpoint.client("iot")
         header = ("devices", 7), ("throttled", 9), ("succeeded", 9), ("wall s", 7), ("x fault-free", 12)
         print(" ".join(f"{name:>{width}}" for name, width in header), f"{'calls/device':>12}")
         for count in options.devices:

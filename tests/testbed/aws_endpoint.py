@@ -93,6 +93,19 @@ class LocalAwsEndpoint:
         """The AWS options of this collection's (and amazon.aws's) modules for this endpoint, for module_defaults."""
         return aws_module_options(self.environment())
 
+    def client(self, service: str):
+        """A boto3 client of this endpoint (the bed's dummy credentials and region)."""
+        import boto3
+
+        env = self.environment()
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=env["AWS_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+
     def start(self, timeout: float = 30.0) -> LocalAwsEndpoint:
         if self.port is None:
             self.port = free_port(self.host)
