@@ -115,6 +115,30 @@ def test_bad_client_settings_are_refused_naming_them(tmp_path):
     assert not results["cam-d"].get("failed")
 
 
+def test_v2_hosts_are_provisioned_when_every_v1_host_failed(tmp_path):
+    # ansible-core ends the whole playbook after a play in which every host failed or was unreachable: the V1 play
+    # once held only V1 hosts, so with both V1 devices down the V2 device was never provisioned.
+    run = site(
+        tmp_path,
+        {
+            "cam-a": {"edgeml_greengrass_generation": "v1"},
+            "cam-b": {"edgeml_greengrass_generation": "v1"},
+            "cam-c": {"edgeml_greengrass_generation": "v2"},
+        },
+    )
+    gathered = [
+        (play["play"]["name"], sorted(task["hosts"]))
+        for play in run.output["plays"]
+        for task in play["tasks"]
+        if task["task"]["name"] == "Gather the device's facts"
+    ]
+    assert gathered == [
+        ("Provision the device's cloud identity, runtime, Greengrass V1 core and detector", ["cam-a", "cam-b"]),
+        ("Provision the device's cloud identity, runtime, Greengrass V2 nucleus and detector", ["cam-c"]),
+    ], gathered
+    assert [run.stats(host)["unreachable"] for host in ("cam-a", "cam-b", "cam-c")] == [1, 1, 1]
+
+
 @pytest.fixture
 def silent_endpoint():
     """A TCP server that accepts every connection and never answers (a hung endpoint); counts connections."""
