@@ -247,17 +247,26 @@ def _create_policy(client, policy_name, document):
     return client.create_policy(policyName=policy_name, policyDocument=json.dumps(document, sort_keys=True))
 
 
-def create_policy(client, policy_name, document):
-    """Create the policy. "Already exists" with the same document is this create's own earlier attempt (its
-    response lost, the call retried): that is success. Any other existing policy of that name is an error."""
+def created_or_existing(create, read, is_ours):
+    """create(); when AWS answers ResourceAlreadyExistsException, what read() finds if is_ours(it) says it is this
+    create's own earlier attempt (its response lost, the call retried), else the error."""
     try:
-        return _create_policy(client, policy_name, document)
+        return create()
     except AnsibleIoTError as error:
         if error_code(error) == "ResourceAlreadyExistsException":
-            existing = get_policy(client, policy_name)
-            if existing and not policy_documents_differ(existing["policyDocument"], document):
+            existing = read()
+            if existing and is_ours(existing):
                 return existing
         raise
+
+
+def create_policy(client, policy_name, document):
+    """Create the policy; one of that name with the same document is this create's own retried attempt."""
+    return created_or_existing(
+        lambda: _create_policy(client, policy_name, document),
+        lambda: get_policy(client, policy_name),
+        lambda existing: not policy_documents_differ(existing["policyDocument"], document),
+    )
 
 
 @IoTErrorHandler.list_error_handler("list policy versions", [])
@@ -347,19 +356,16 @@ def _create_role_alias(client, role_alias, role_arn, credential_duration_seconds
 
 
 def create_role_alias(client, role_alias, role_arn, credential_duration_seconds):
-    """Create the alias; "already exists" for the same role and duration is this create's own retried attempt."""
-    try:
-        return _create_role_alias(client, role_alias, role_arn, credential_duration_seconds)
-    except AnsibleIoTError as error:
-        if error_code(error) == "ResourceAlreadyExistsException":
-            existing = describe_role_alias(client, role_alias)
-            if (
-                existing
-                and existing.get("roleArn") == role_arn
-                and existing.get("credentialDurationSeconds") == credential_duration_seconds
-            ):
-                return {"roleAlias": role_alias, "roleAliasArn": existing.get("roleAliasArn")}
-        raise
+    """Create the alias; one of that name for the same role and duration is this create's own retried attempt."""
+    created = created_or_existing(
+        lambda: _create_role_alias(client, role_alias, role_arn, credential_duration_seconds),
+        lambda: describe_role_alias(client, role_alias),
+        lambda existing: (
+            (existing.get("roleArn"), existing.get("credentialDurationSeconds"))
+            == (role_arn, credential_duration_seconds)
+        ),
+    )
+    return {"roleAlias": role_alias, "roleAliasArn": created.get("roleAliasArn")}
 
 
 @IoTErrorHandler.common_error_handler("update role alias")
