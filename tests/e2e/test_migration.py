@@ -151,7 +151,7 @@ def test_components_and_rollback_deployment_exist(migrated, endpoint):
         f"{detector[0]['arn']}:versions:{deployment['components']['com.edgeml.ObjectDetector']['componentVersion']}"
     )
     recipe = json.loads(gg2.get_component(arn=recipe_arn, recipeOutputFormat="JSON")["recipe"])
-    setenv = recipe["Manifests"][0]["Lifecycle"]["Run"]["Setenv"]
+    setenv = recipe["Manifests"][0]["Lifecycle"]["Setenv"]
     assert setenv["CLASS_LABELS"] == "blue_box,yellow_box"
     assert setenv["INPUT_TOPIC"] == "blog/infer/input" and setenv["OUTPUT_TOPIC"] == "blog/infer/output"
 

@@ -223,7 +223,10 @@ def test_check_real_check_real_then_a_code_change_then_wait_per_device(
     lifecycle = recipe["Manifests"][0]["Lifecycle"]
     assert "/opt/edgeml/inference-venv/bin/python" in lifecycle["Run"]["Script"]
     assert f"{{{MODEL_COMPONENT}:artifacts:path}}/{model_archive.name}" in lifecycle["Install"]["Script"]
-    assert lifecycle["Run"]["Setenv"]["CLASS_LABELS"] == "blue_box,yellow_box"
+    # Setenv for every step: Install checks the model with the settings Run will use.
+    assert lifecycle["Setenv"]["CLASS_LABELS"] == "blue_box,yellow_box"
+    assert lifecycle["Install"]["Script"].endswith("greengrass_v2_detector.py --check-model")
+    assert lifecycle["Install"]["Timeout"] == 300
 
     check2 = run_playbook(ansible_env, inventory, playbook, tmp_path / "check2.log", check=True)
     second = run_playbook(ansible_env, inventory, playbook, tmp_path / "real2.log")

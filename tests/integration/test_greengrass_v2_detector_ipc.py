@@ -289,6 +289,26 @@ def test_entry_point_exits_before_subscribing_when_the_model_does_not_load(ipc_c
     assert stand_in.history == ["CONNECT"]  # connected, never subscribed
 
 
+def test_check_model_mode_says_whether_the_model_loads_without_the_nucleus(small_model, tmp_path):
+    """The Install step's check: no IPC, no nucleus; exit 0 only for a model that loads."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON", "SVCUID"))}
+    environment["PYTHONPATH"] = str(INFERENCE_CODE)
+    runs = {}
+    for name, model in (("loads", small_model), ("missing", tmp_path / "missing" / "deploy_model_algo_1")):
+        environment.update(detector_environment(model))
+        runs[name] = subprocess.run(
+            [sys.executable, "-u", str(ENTRY_POINT), "--check-model"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert runs["loads"].returncode == 0, runs["loads"].stdout + runs["loads"].stderr
+    assert "the model loads" in runs["loads"].stdout + runs["loads"].stderr
+    assert runs["missing"].returncode == 1
+    assert "the model does not load" in runs["missing"].stdout + runs["missing"].stderr
+
+
 # --- On a simulated device ---------------------------------------------------------------------------------
 
 DEVICE_DIR = "/opt/edgeml-itest"

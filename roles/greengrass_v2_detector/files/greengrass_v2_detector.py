@@ -2,9 +2,12 @@
 
 The component runs this with the device's inference runtime (``/opt/edgeml/inference-venv``) and the
 inference code (``object_detector``) on ``PYTHONPATH``; settings are the environment variables listed in
-``object_detector``'s docstring. The model is loaded before anything is subscribed, so a model that
-does not load makes the component (and with it the deployment) fail, and ``ROLLBACK`` restores the
-previous one. Events arrive on ``INPUT_TOPIC`` through the nucleus's IoT Core MQTT proxy (IPC,
+``object_detector``'s docstring. With ``--check-model`` it only loads the model and exits (0: it loads): the
+component's Install step runs that, because the nucleus counts a deployment as succeeded as soon as its
+components reach RUNNING (the nucleus's DeploymentConfigMerger.waitForServicesToStart), so a model that fails
+only when Run loads it would be reported SUCCEEDED and then go BROKEN; an Install that fails three times fails
+the deployment, and ``ROLLBACK`` restores the previous one. Run loads the model again before anything is
+subscribed. Events arrive on ``INPUT_TOPIC`` through the nucleus's IoT Core MQTT proxy (IPC,
 ``awsiotsdk``), and each produces one message on ``OUTPUT_TOPIC``, as in the V1 Lambda. When the nucleus ends
 the subscription (its IPC connection is gone), the entry point exits 1, so the nucleus restarts the component.
 """
@@ -19,8 +22,21 @@ from object_detector import InferenceService
 LOG = logging.getLogger("greengrass_v2_detector")
 
 
+def check_model() -> int:
+    """Load the model as Run will (same settings from the environment) and say whether it loads."""
+    try:
+        InferenceService(lambda topic, payload: None).detector()
+    except Exception as error:  # noqa: BLE001 - whatever MXNet or the settings raise is the answer
+        LOG.error("the model does not load: %s", error)
+        return 1
+    LOG.info("the model loads")
+    return 0
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+    if sys.argv[1:] == ["--check-model"]:
+        return check_model()
     input_topic = os.environ.get("INPUT_TOPIC", "blog/infer/input")
     try:
         from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
