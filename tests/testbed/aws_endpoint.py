@@ -156,6 +156,20 @@ class LocalAwsEndpoint:
         with urllib.request.urlopen(f"{self.url}/moto-api/static/iot-data-plane", timeout=10) as answer:  # noqa: S310
             return json.load(answer)
 
+    def device_endpoints(self) -> dict:
+        """What a simulated device's stand-in nucleus reads from /etc/edgeml-testbed/endpoints.json
+        (tests/standins/greengrass_v2_nucleus/agent): where the AWS host names it is configured with are served
+        in this bed (the MQTT broker; one HTTPS port for the credential provider and the Greengrass data plane;
+        S3 at the endpoint itself) and the CA their certificates chain to. The devices share the host's network,
+        so the loopback addresses reach the bed."""
+        data_plane = self.data_plane()
+        return {
+            "mqtt": data_plane["mqtt"],
+            "https": data_plane["credentials"],
+            "s3": self.url,
+            "root_ca_pem": data_plane["root_ca_pem"],
+        }
+
     def reset(self) -> None:
         """Forget every resource (moto's reset API); cheaper than a restart between tests."""
         req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310

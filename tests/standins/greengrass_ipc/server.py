@@ -17,8 +17,12 @@ protocol for the real client to be tested:
 Anything else is refused with a message naming what is not implemented (an ``aws.greengrass#ServiceError``
 for another operation, ``aws.greengrass#InvalidArgumentsError`` for a request field it does not handle, a
 PROTOCOL_ERROR for a message out of protocol) and listed under ``refused`` in its state, so a test can see it.
-Not modelled: the nucleus's authorization policies (``accessControl``), retained messages, MQTT 5 properties,
-delivery to IoT Core.
+Given ``authorize`` and ``relay`` (the stand-in nucleus's deployment agent does,
+``tests/standins/greengrass_v2_nucleus/agent``), it serves several components: each CONNECTs with its own
+SVCUID, an operation outside the component's ``accessControl`` is refused with ``UnauthorizedError``, and
+publishes and subscriptions go to AWS IoT Core over the nucleus's MQTT connection (messages come back through
+``inject``). Without them (the unit and integration tests of the detector's IPC calls) it records publishes
+and delivers only what a test injects. Not modelled: retained messages, MQTT 5 properties.
 
 The framing is AWS's event stream encoding: prelude (total length, headers length, CRC32 of those 8 bytes),
 headers, payload, CRC32 of the whole message; integers big-endian. Standard library only, Python 3.8+, so the
@@ -208,6 +212,7 @@ class _ClientConnection:
         self.connected = False
         self.last_stream_id = 0
         self.open_streams = set()  # type: set
+        self.token = None  # type: Optional[str]
 
     def send(self, message_type: int, stream_id: int, flags: int = 0, headers=(), payload: bytes = b"") -> None:
         rpc_headers = [(":message-type", INT32, message_type), (":message-flags", INT32, flags)]
@@ -281,7 +286,7 @@ class _ClientConnection:
             token = json.loads(payload.decode("utf-8")).get("authToken")
         except (ValueError, AttributeError):
             token = None
-        if token != self.server.auth_token:
+        if not self.server.accepts(token):
             # The token is a secret of the component: say that it did not match, never what it was.
             self.server.refuse(f"connection {self.number}: CONNECT refused: authToken does not match SVCUID")
             self.send(CONNECT_ACK, 0, 0)
@@ -290,6 +295,7 @@ class _ClientConnection:
             self._wait_for_client_close(5.0)
             return False
         self.connected = True
+        self.token = token
         LOG.info("connection %d: CONNECT accepted", self.number)
         self.server.note("CONNECT")
         self.send(CONNECT_ACK, 0, CONNECTION_ACCEPTED)
@@ -313,6 +319,8 @@ class _ClientConnection:
                 )
             if operation == PUBLISH_OPERATION:
                 request = self._request(operation, headers, payload, PUBLISH_FIELDS)
+                self.server.check_allowed(self.token, operation, request["topicName"])
+                self.server.relay_to_core("publish", request["topicName"], request["qos"], request["payload"])
                 self.server.record_publish(request)
                 self.send_shape(stream_id, SERVICE + "PublishToIoTCoreResponse", {}, flags=TERMINATE_STREAM)
             elif operation == SUBSCRIBE_OPERATION:
@@ -321,6 +329,8 @@ class _ClientConnection:
                     raise _RequestRefused(
                         SERVICE + "InvalidArgumentsError", f"{operation}: invalid topic filter {request['topicName']!r}"
                     )
+                self.server.check_allowed(self.token, operation, request["topicName"])
+                self.server.relay_to_core("subscribe", request["topicName"], request["qos"])
                 self.open_streams.add(stream_id)
                 # The response goes out before the subscription is visible, so no event can overtake it.
                 self.send_shape(stream_id, SERVICE + "SubscribeToIoTCoreResponse", {})
@@ -385,11 +395,24 @@ class _ClientConnection:
 class GreengrassIpcStandIn:
     """The stand-in server; ``start()`` it, then read ``published`` / ``refused`` and ``inject()`` messages."""
 
-    def __init__(self, socket_path: str, auth_token: str, record_path: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        socket_path: str,
+        auth_token: str,
+        record_path: Optional[str] = None,
+        authorize: Optional[Callable[[str, str, str], Tuple[Optional[str], Optional[str]]]] = None,
+        relay: Optional[Callable[..., bool]] = None,
+    ) -> None:
+        """``authorize(token, operation, topic)`` -> (component or None, refusal or None) makes it a nucleus's
+        IPC server for several components (each connects with its own SVCUID; an operation its accessControl
+        does not allow is refused with UnauthorizedError); ``relay(kind, topic, qos[, payload])`` sends a
+        publish or subscription to IoT Core over the nucleus's connection (False: not delivered)."""
         if not auth_token:
             raise ValueError("auth_token must not be empty: the client authenticates with SVCUID")
         self.socket_path = socket_path
         self.auth_token = auth_token
+        self.authorize = authorize
+        self.relay = relay
         self.record_path = record_path
         self.published = []  # type: List[dict]
         self.refused = []  # type: List[str]
@@ -445,6 +468,27 @@ class GreengrassIpcStandIn:
                 client = _ClientConnection(self, connection, self._connection_count)
                 self._connections.append(client)
             threading.Thread(target=client.serve, name=f"ipc-{client.number}", daemon=True).start()
+
+    # --- a nucleus's checks (only with authorize / relay)
+    def accepts(self, token: Optional[str]) -> bool:
+        if self.authorize is not None and token:
+            return self.authorize(token, "", "")[0] is not None
+        return token == self.auth_token
+
+    def check_allowed(self, token: Optional[str], operation: str, topic: str) -> None:
+        if self.authorize is None:
+            return
+        component, refusal = self.authorize(token or "", operation, topic)
+        if refusal:
+            # interprocess-communication.md: an operation no authorization policy allows gets UnauthorizedError.
+            raise _RequestRefused(SERVICE + "UnauthorizedError", f"{operation} on {topic}: {refusal}")
+        self.note(f"authorized {component} {operation} {topic}")
+
+    def relay_to_core(self, kind: str, topic: str, qos: str, payload: bytes = b"") -> None:
+        if self.relay is None:
+            return
+        if not self.relay(kind, topic, qos, payload):
+            raise _RequestRefused(SERVICE + "ServiceError", f"{kind} {topic}: not accepted by AWS IoT Core")
 
     # --- what the connections report
     def record_publish(self, request: dict) -> None:

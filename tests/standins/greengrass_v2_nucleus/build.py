@@ -27,6 +27,7 @@ from pathlib import Path
 from tests.standins._cache import write_named_by_content
 
 HERE = Path(__file__).resolve().parent
+TESTS = HERE.parents[1]
 SOURCE = HERE / "src" / "StandinNucleus.java"
 TREE = HERE / "tree"
 MAIN_CLASS = "StandinNucleus"
@@ -101,6 +102,25 @@ def jar_bytes(classes: dict[str, bytes], ver: str) -> bytes:
     return _zip(files)
 
 
+def agent_files() -> dict[str, tuple[bytes, int]]:
+    """lib/agent/: the deployment agent (Python, run by the jar), the bed's IPC stand-in and MQTT client, and
+    paho-mqtt (pure Python, the controller's pinned copy) so the device needs nothing but python3."""
+    import paho
+
+    sources = {
+        "nucleus_agent.py": HERE / "agent" / "nucleus_agent.py",
+        "recipes.py": HERE / "agent" / "recipes.py",
+        "greengrass_ipc_server.py": TESTS / "standins" / "greengrass_ipc" / "server.py",
+        "client.py": TESTS / "testbed" / "iot_data_plane" / "client.py",
+    }
+    files = {f"lib/agent/{name}": (path.read_bytes(), 0o644) for name, path in sources.items()}
+    package = Path(paho.__file__).resolve().parent
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".typed"):
+            files[f"lib/agent/paho/{path.relative_to(package).as_posix()}"] = (path.read_bytes(), 0o644)
+    return files
+
+
 def archive_bytes() -> bytes:
     ver = version()
     with tempfile.TemporaryDirectory(prefix="standin-nucleus-") as work:
@@ -108,6 +128,7 @@ def archive_bytes() -> bytes:
     files: dict[str, tuple[bytes, int]] = {
         "lib/Greengrass.jar": (jar_bytes(classes, ver), 0o644),
         "conf/recipe.yaml": (recipe(ver), 0o644),
+        **agent_files(),
     }
     for path in sorted(TREE.rglob("*")):
         if path.is_file():

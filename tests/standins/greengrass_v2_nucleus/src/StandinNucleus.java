@@ -335,10 +335,71 @@ public final class StandinNucleus {
         }
         Runtime.getRuntime().addShutdownHook(new Thread(() -> log("INFO", "stopping: shutdown requested")));
         log("INFO", "Launched Nucleus successfully. thing " + path(config, "system.thingName") + ", version " + version
-            + ", region " + path(config, "services." + NUCLEUS + ".configuration.awsRegion") + " (stand-in: no cloud, no ports)");
-        while (true) {
-            Thread.sleep(60_000L);
+            + ", region " + path(config, "services." + NUCLEUS + ".configuration.awsRegion") + " (stand-in)");
+        return runAgent(root, config);
+    }
+
+    /** The cloud side (agent/nucleus_agent.py beside this jar): follows deployments; gets the config as JSON. */
+    static int runAgent(Path root, Map<String, Object> config) throws IOException, InterruptedException {
+        Path agent;
+        try {
+            agent = Paths.get(StandinNucleus.class.getProtectionDomain().getCodeSource().getLocation().toURI())
+                .getParent().resolve("agent/nucleus_agent.py");
+        } catch (java.net.URISyntaxException e) {
+            throw new IOException(e);
         }
+        ProcessBuilder builder = new ProcessBuilder("python3", agent.toString(), root.toString());
+        builder.redirectOutput(ProcessBuilder.Redirect.INHERIT).redirectError(ProcessBuilder.Redirect.INHERIT);
+        Process process = builder.start();
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            process.destroy();  // SIGTERM: the agent stops its components (Shutdown steps) and exits
+            try {
+                process.waitFor(30, java.util.concurrent.TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }));
+        try (java.io.OutputStream in = process.getOutputStream()) {
+            in.write(toJson(config).getBytes(StandardCharsets.UTF_8));
+        }
+        int status = process.waitFor();
+        log(status == 0 ? "INFO" : "ERROR", "the deployment agent exited with status " + status);
+        return status;
+    }
+
+    static String toJson(Object value) {
+        if (value == null) {
+            return "null";
+        }
+        if (value instanceof Map) {
+            StringBuilder out = new StringBuilder("{");
+            for (Map.Entry<?, ?> entry : ((Map<?, ?>) value).entrySet()) {
+                out.append(out.length() > 1 ? "," : "").append(toJson(String.valueOf(entry.getKey())))
+                    .append(':').append(toJson(entry.getValue()));
+            }
+            return out.append('}').toString();
+        }
+        if (value instanceof List) {
+            StringBuilder out = new StringBuilder("[");
+            for (Object item : (List<?>) value) {
+                out.append(out.length() > 1 ? "," : "").append(toJson(item));
+            }
+            return out.append(']').toString();
+        }
+        if (value instanceof Boolean || value instanceof Number) {
+            return value.toString();
+        }
+        StringBuilder out = new StringBuilder("\"");
+        for (char c : value.toString().toCharArray()) {
+            if (c == '"' || c == '\\') {
+                out.append('\\').append(c);
+            } else if (c < 0x20) {
+                out.append(String.format("\\u%04x", (int) c));
+            } else {
+                out.append(c);
+            }
+        }
+        return out.append('"').toString();
     }
 
     // ---------------------------------------------------------------- configuration
