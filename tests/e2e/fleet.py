@@ -29,8 +29,11 @@ from pathlib import Path
 
 import boto3
 import botocore.loaders
+import numpy as np
 import yaml
 
+from tests.demo_artefacts import SAMPLE_BOXES
+from tests.inference.small_ssd import CLASS_LABELS, cell_box, class_probabilities
 from tests.roles.playbook_json import PlaybookRun, run_playbook
 from tests.testbed.aws_endpoint import LocalAwsEndpoint
 
@@ -264,6 +267,18 @@ def recording_endpoint(workdir: Path) -> Iterator[tuple[LocalAwsEndpoint, AwsReq
         yield endpoint, AwsRequestLog(recording)
     finally:
         endpoint.stop()
+
+
+# --------------------------------------------------------------------------- what the detector should see
+
+
+def expected_detections() -> dict[str, tuple[float, float, float, float]]:
+    """{label: (xmin, ymin, xmax, ymax)} of the sample's boxes, as tests/demo_artefacts.py drew them."""
+    expected = {}
+    for (row, column), rgb in SAMPLE_BOXES.items():
+        label = CLASS_LABELS[int(np.argmax(class_probabilities(rgb))) - 1]
+        expected[label] = cell_box(row, column)
+    return expected
 
 
 # --------------------------------------------------------------------------- what AWS holds

@@ -30,7 +30,6 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.demo_artefacts import SAMPLE_BOXES
 from tests.e2e.fleet import (
     REPO_ROOT,
     SITE_PLAYBOOK,
@@ -39,13 +38,13 @@ from tests.e2e.fleet import (
     aws_clients,
     aws_inventory,
     build_artefacts,
+    expected_detections,
     host_vars_inventory,
     inventory_generation,
     load_average,
     recording_endpoint,
     run_site,
 )
-from tests.inference.small_ssd import CLASS_LABELS, cell_box, class_probabilities
 from tests.testbed.edge_devices import EdgeDeviceBed, build_image
 
 pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
@@ -328,15 +327,6 @@ def test_third_run_changes_nothing_and_writes_nothing_to_aws(third_run):
 
 
 # --------------------------------------------------------------------------- 4. smoke test
-
-
-def expected_detections() -> dict[str, tuple[float, float, float, float]]:
-    """{label: (xmin, ymin, xmax, ymax)} of the sample's boxes, as tests/demo_artefacts.py drew them."""
-    expected = {}
-    for (row, column), rgb in SAMPLE_BOXES.items():
-        label = CLASS_LABELS[int(np.argmax(class_probabilities(rgb))) - 1]
-        expected[label] = cell_box(row, column)
-    return expected
 
 
 def test_smoke_test_detects_the_sample_boxes_on_a_device(smoke_run, extra_vars_file):

@@ -1,0 +1,324 @@
+"""End to end on Greengrass V2: the seed's final check, through Greengrass, with device-reported status.
+
+One simulated Debian 12 device provisioned as a V2 core device by playbooks/site.yml against the local AWS
+endpoint and its data plane. Its nucleus is the stand-in (tests/standins/greengrass_v2_nucleus, test
+equipment): it connects to the bed's broker with the certificate the roles made, follows its deployment
+jobs, resolves the components on the Greengrass data plane, downloads their S3 artifacts with the
+token-exchange credentials, runs their lifecycles as ggc_user and relays the detector's IPC to AWS IoT Core.
+Nothing plays the device's part: the status the role waits for is the one the device reported, and the
+detections come back over MQTT from the detector the deployment started.
+
+The tests run in order and each reads the state the previous ones left:
+1. first deployment: SUCCEEDED as reported by the device, which the role waited for;
+2. a request on blog/infer/input comes back as detections on blog/infer/output;
+3. a deployment with a broken model fails on the device with the component's error, rolls back, and the
+   previous detector keeps answering;
+4. a device offline during a deployment picks it up when it is back online, and the new version answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.fleet import (
+    SITE_PLAYBOOK,
+    aws_clients,
+    build_artefacts,
+    expected_detections,
+    host_vars_inventory,
+    recording_endpoint,
+    run_site,
+)
+from tests.testbed.edge_devices import EdgeDeviceBed, build_image
+from tests.testbed.iot_data_plane.client import DataPlaneClient
+
+pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
+
+HOST = "edge-01"
+THING_GROUP = "edgeml-demo-detectors"  # greengrass_v2_detector_thing_group in the demo inventory
+DETECTOR, MODEL = "com.edgeml.ObjectDetector", "com.edgeml.SsdModel"  # the role's default component names
+INPUT_TOPIC, OUTPUT_TOPIC = "blog/infer/input", "blog/infer/output"
+DEVICE_IMAGE_DIR = "/var/lib/edgeml-itest"
+ENDPOINTS_FILE = "/etc/edgeml-testbed/endpoints.json"
+AGENT_STATE = "/greengrass/v2/standin/deployment.json"
+
+
+@pytest.fixture(scope="module")
+def workdir(request) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="edgeml-e2e-gg2-"))
+    failed_before = request.session.testsfailed
+    yield path
+    if request.session.testsfailed > failed_before:
+        print(f"\ntests/e2e: runs' output and the endpoint's log kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def endpoint(workdir):
+    with recording_endpoint(workdir / "aws") as (aws, _requests):
+        yield aws
+
+
+@pytest.fixture(scope="module")
+def client(endpoint):
+    return aws_clients(endpoint)
+
+
+@pytest.fixture(scope="module")
+def fleet(endpoint):
+    if os.geteuid() != 0:
+        pytest.skip("simulated edge devices need root (overlay mounts, systemd-nspawn)")
+    build_image()
+    bed = EdgeDeviceBed(f"pytest-{os.getpid()}-e2e-gg2", count=1, tied_to_process=True)
+    bed.up()
+    try:
+        # Where this bed serves the AWS host names the nucleus is configured with (the agent's "DNS").
+        made = bed.run(HOST, f"sudo mkdir -p {os.path.dirname(ENDPOINTS_FILE)} {DEVICE_IMAGE_DIR}")
+        assert made.returncode == 0, made.stderr
+        write_endpoints(bed, endpoint.device_endpoints())
+        yield bed
+    finally:
+        bed.down()
+
+
+@pytest.fixture(scope="module")
+def artefacts(workdir) -> dict:
+    return build_artefacts(workdir / "artefacts")
+
+
+@pytest.fixture(scope="module")
+def env(endpoint, workdir) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.update(endpoint.environment())
+    return environment
+
+
+def site(fleet, workdir, artefacts, env, name: str, **host_vars):
+    """site.yml for the device as a V2 core whose deployment status the role waits for."""
+    values = {
+        "edgeml_greengrass_generation": "v2",
+        "greengrass_v2_detector_deployment_wait": True,
+        "greengrass_v2_detector_deployment_wait_timeout": 420,
+        **host_vars,
+    }
+    inventory = host_vars_inventory(workdir / f"{name}-vars.yml", {HOST: values})
+    extra = workdir / f"{name}-artefacts.json"
+    extra.write_text(json.dumps(artefacts))
+    run = run_site(SITE_PLAYBOOK, [fleet.inventory, inventory], extra, env, timeout=1500)
+    (workdir / f"run-{name}.json").write_text(run.output_text())
+    return run
+
+
+def device_status(client) -> list[dict]:
+    """The device's effective deployments, as its nucleus reported them (newest first)."""
+    deployments = client("greengrassv2").list_effective_deployments(coreDeviceThingName=HOST)
+    return sorted(deployments["effectiveDeployments"], key=lambda d: d["creationTimestamp"], reverse=True)
+
+
+def running_versions(fleet) -> dict[str, str]:
+    state = fleet.run(HOST, f"sudo cat {AGENT_STATE}")
+    assert state.returncode == 0, state.stderr
+    return {name: spec["componentVersion"] for name, spec in json.loads(state.stdout)["components"].items()}
+
+
+@pytest.fixture(scope="module")
+def first_deployment(fleet, workdir, artefacts, env):
+    return site(fleet, workdir, artefacts, env, "first")
+
+
+@pytest.fixture(scope="module")
+def mqtt_client(first_deployment, client, endpoint, workdir, fleet, artefacts):
+    """A test client with its own certificate and a policy for the two detector topics only."""
+    iot = client("iot")
+    keys = iot.create_keys_and_certificate(setAsActive=True)
+    region = endpoint.environment()["AWS_REGION"]
+    account = client("sts").get_caller_identity()["Account"]
+    arn = f"arn:aws:iot:{region}:{account}"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/itest-requester"},
+            {"Effect": "Allow", "Action": "iot:Publish", "Resource": f"{arn}:topic/{INPUT_TOPIC}"},
+            {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{arn}:topicfilter/{OUTPUT_TOPIC}"},
+            {"Effect": "Allow", "Action": "iot:Receive", "Resource": f"{arn}:topic/{OUTPUT_TOPIC}"},
+        ],
+    }
+    iot.create_policy(policyName="itest-requester", policyDocument=json.dumps(policy))
+    iot.attach_policy(policyName="itest-requester", target=keys["certificateArn"])
+    files = workdir / "requester"
+    files.mkdir()
+    (files / "cert.pem").write_text(keys["certificatePem"])
+    (files / "key.pem").write_text(keys["keyPair"]["PrivateKey"])
+    data_plane = endpoint.data_plane()
+    (files / "ca.pem").write_text(data_plane["root_ca_pem"])
+    host = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    requester = DataPlaneClient(
+        data_plane, host, "itest-requester", str(files / "cert.pem"), str(files / "key.pem"), str(files / "ca.pem")
+    )
+    assert requester.connect().ok
+    assert requester.subscribe(OUTPUT_TOPIC).ok
+    # The sample image on the device, readable by the component user.
+    image = base64.b64encode(Path(artefacts["smoke_test_image"]).read_bytes()).decode()
+    copied = fleet.run(
+        HOST,
+        f"echo {image} | base64 -d | sudo tee {DEVICE_IMAGE_DIR}/sample.png >/dev/null && "
+        f"sudo chmod 0755 {DEVICE_IMAGE_DIR} && sudo chmod 0644 {DEVICE_IMAGE_DIR}/sample.png",
+    )
+    assert copied.returncode == 0, copied.stderr
+    yield requester
+    requester.close()
+
+
+def device_logs(fleet) -> str:
+    """The nucleus's and the detector's logs on the device, for a failure message."""
+    logs = fleet.run(HOST, f"sudo tail -n 60 /greengrass/v2/logs/greengrass.log /greengrass/v2/logs/{DETECTOR}.log")
+    return logs.stdout + logs.stderr
+
+
+def ask(requester: DataPlaneClient, fleet, timeout: float = 120, resend_every: float = 10) -> dict:
+    """Publish a request on the input topic until an answer comes back on the output topic.
+
+    Sent again while none came: a deployment is SUCCEEDED once its components run (as on AWS), which can be
+    before the detector has loaded its model and subscribed, and a message nobody is subscribed to is lost.
+    """
+    while requester.receive(timeout=0.1) is not None:
+        pass  # an answer left over from an earlier request
+    request = json.dumps({"image_path": f"{DEVICE_IMAGE_DIR}/sample.png"})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert requester.publish(INPUT_TOPIC, request).ok, "the broker refused the requester's publish"
+        received = requester.receive(timeout=min(resend_every, max(0.1, deadline - time.monotonic())))
+        if received is not None:
+            topic, payload = received
+            assert topic == OUTPUT_TOPIC
+            return json.loads(payload)
+    raise AssertionError(f"no answer on {OUTPUT_TOPIC} within {timeout} s\n{device_logs(fleet)}")
+
+
+def assert_sample_detections(answer: dict) -> None:
+    detections = answer.get("detections")
+    assert detections is not None, answer
+    found = {d["label"]: tuple(d["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")) for d in detections}
+    expected = expected_detections()
+    assert sorted(found) == sorted(expected), answer
+    for label, box in expected.items():
+        assert found[label] == pytest.approx(box, abs=1e-3), (label, answer)
+
+
+# --------------------------------------------------------------------------- 1. device-reported status
+
+
+def test_the_role_waits_for_the_status_the_device_reported(first_deployment, client, fleet):
+    assert first_deployment.run.returncode == 0, first_deployment.describe()
+    [waited] = first_deployment.run.results("Wait for this device's status for the deployment").values()
+    mine = [d for d in waited["core_devices"] if d["core_device"] == HOST]
+    assert [d["status"] for d in mine] == ["SUCCEEDED"], waited["core_devices"]
+
+    latest = device_status(client)[0]
+    assert latest["coreDeviceExecutionStatus"] == "SUCCEEDED", latest
+    # The status went through the IoT job the deployment made: the device updated its execution itself.
+    job_id = latest["iotJobId"]
+    execution = client("iot").describe_job_execution(jobId=job_id, thingName=HOST)["execution"]
+    assert execution["status"] == "SUCCEEDED", execution
+    # The core device registered through its own health message, with the stand-in's version.
+    core = client("greengrassv2").get_core_device(coreDeviceThingName=HOST)
+    assert core["status"] == "HEALTHY" and "standin" in core["coreVersion"], core
+    # The detector runs as the component user, started by the nucleus.
+    processes = fleet.run(HOST, "ps -o user=,args= -u ggc_user").stdout
+    assert "greengrass_v2_detector.py" in processes, processes
+    assert set(running_versions(fleet)) == {DETECTOR, MODEL}
+
+
+# --------------------------------------------------------------------------- 2. the seed's check over MQTT
+
+
+def test_a_request_on_the_input_topic_comes_back_as_detections(mqtt_client, fleet):
+    answer = ask(mqtt_client, fleet)
+    assert answer["image_path"] == f"{DEVICE_IMAGE_DIR}/sample.png", answer
+    assert_sample_detections(answer)
+
+
+# --------------------------------------------------------------------------- 3. broken model: FAILED, rollback
+
+
+def test_a_broken_model_fails_on_the_device_rolls_back_and_the_previous_version_answers(
+    mqtt_client, fleet, workdir, artefacts, env, client
+):
+    before = running_versions(fleet)
+    # What the controller can check holds (a .tar.gz with the checkpoint's two files at its root); the weights
+    # are not MXNet's: only loading the model on the device finds out.
+    broken = workdir / "broken-model.tar.gz"
+    with (
+        tarfile.open(Path(artefacts["greengrass_v2_detector_model_archive"])) as good,
+        tarfile.open(broken, "w:gz") as bad,
+    ):
+        for member in good.getmembers():
+            data = good.extractfile(member).read()
+            if member.name.endswith(".params"):
+                data = b"not MXNet weights" * 64
+            member.size = len(data)
+            bad.addfile(member, io.BytesIO(data))
+    run = site(fleet, workdir, dict(artefacts, greengrass_v2_detector_model_archive=str(broken)), env, "broken")
+    assert run.run.returncode != 0, "a deployment that failed on the device must fail its host"
+    message = " ".join(run.host_failures(HOST))
+    assert "FAILED" in message and DETECTOR in message and "Install" in message, message
+
+    latest = device_status(client)[0]
+    assert latest["coreDeviceExecutionStatus"] == "FAILED", latest
+    assert "BROKEN" in latest.get("reason", ""), latest
+    # Rolled back: the previous versions run again and answer.
+    assert running_versions(fleet) == before
+    assert_sample_detections(ask(mqtt_client, fleet))
+
+
+# --------------------------------------------------------------------------- 4. device down during a deployment
+
+
+def write_endpoints(fleet, endpoints: dict) -> None:
+    encoded = base64.b64encode(json.dumps(endpoints).encode()).decode()
+    written = fleet.run(HOST, f"echo {encoded} | base64 -d | sudo tee {ENDPOINTS_FILE} >/dev/null")
+    assert written.returncode == 0, written.stderr
+
+
+def test_a_device_offline_during_a_deployment_gets_it_when_back(
+    mqtt_client, fleet, workdir, artefacts, env, client, endpoint
+):
+    before = running_versions(fleet)
+    # Offline: the nucleus restarts and cannot reach the data endpoint (nothing listens where it is sent). The
+    # device stays reachable over SSH, so site.yml runs as for any device whose network to AWS is down.
+    endpoints = endpoint.device_endpoints()
+    write_endpoints(fleet, dict(endpoints, mqtt={"host": "127.0.0.1", "port": 9}))
+    assert fleet.run(HOST, "sudo systemctl restart greengrass.service").returncode == 0
+    # A new detector version (another score threshold), not waited for: the device cannot report.
+    run = site(
+        fleet,
+        workdir,
+        artefacts,
+        env,
+        "while-offline",
+        greengrass_v2_detector_deployment_wait=False,
+        greengrass_v2_detector_score_threshold=0.4,
+    )
+    assert run.run.returncode == 0, run.describe()
+    assert device_status(client)[0]["coreDeviceExecutionStatus"] == "QUEUED"
+
+    write_endpoints(fleet, endpoints)  # back online: the nucleus asks for its pending job when it reconnects
+    deadline = time.monotonic() + 300
+    while device_status(client)[0]["coreDeviceExecutionStatus"] in ("QUEUED", "IN_PROGRESS"):
+        assert time.monotonic() < deadline, device_status(client)[0]
+        time.sleep(3)
+    assert device_status(client)[0]["coreDeviceExecutionStatus"] == "SUCCEEDED", device_status(client)[0]
+    after = running_versions(fleet)
+    assert after[DETECTOR] != before[DETECTOR], (before, after)
+    assert_sample_detections(ask(mqtt_client, fleet))
