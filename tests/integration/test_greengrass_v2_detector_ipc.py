@@ -32,6 +32,7 @@ from tests.inference import small_ssd
 from tests.roles import wheelhouse
 from tests.roles.playbook_json import run_playbook
 from tests.standins.greengrass_ipc.server import GreengrassIpcStandIn
+from tests.standins.greengrass_v2_nucleus.agent import recipes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLE_DIR = REPO_ROOT / "roles" / "greengrass_v2_detector"
@@ -213,6 +214,74 @@ def test_wrong_svcuid_is_refused(ipc_client_dir, stand_in, tmp_path):
     assert stand_in.history == [] and stand_in.published == []
     assert stand_in.refused == ["connection 1: CONNECT refused: authToken does not match SVCUID"]
     assert "not-the-token" not in " ".join(stand_in.refused)
+
+
+ACCESS_CONTROL_SCRIPT = """
+import json
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+from awsiot.greengrasscoreipc.model import QOS
+ipc = GreengrassCoreIPCClientV2()
+outcomes = {}
+for name, call in (
+    ("publish allowed", lambda: ipc.publish_to_iot_core(topic_name="itest/infer/output", qos=QOS.AT_LEAST_ONCE,
+                                                         payload=b"ok")),
+    ("publish outside", lambda: ipc.publish_to_iot_core(topic_name="itest/other", qos=QOS.AT_LEAST_ONCE,
+                                                         payload=b"no")),
+    ("subscribe allowed", lambda: ipc.subscribe_to_iot_core(topic_name="itest/infer/input", qos=QOS.AT_LEAST_ONCE,
+                                                             on_stream_event=print)),
+    ("subscribe outside", lambda: ipc.subscribe_to_iot_core(topic_name="itest/#", qos=QOS.AT_LEAST_ONCE,
+                                                             on_stream_event=print)),
+):
+    try:
+        call()
+        outcomes[name] = "ok"
+    except Exception as error:
+        outcomes[name] = type(error).__name__ + ": " + str(getattr(error, "message", ""))
+print(json.dumps(outcomes), flush=True)
+ipc.close()
+"""
+
+
+def test_ipc_outside_the_recipes_access_control_is_refused_and_never_relayed(ipc_client_dir, tmp_path):
+    """The stand-in nucleus's IPC (the agent's authorize and relay): the detector recipe's accessControl shape,
+    the real client; an operation outside it gets UnauthorizedError and never reaches IoT Core."""
+    access_control = {
+        "aws.greengrass.ipc.mqttproxy": {
+            "com.edgeml.ObjectDetector:mqttproxy:1": {
+                "operations": ["aws.greengrass#SubscribeToIoTCore", "aws.greengrass#PublishToIoTCore"],
+                "resources": [INPUT_TOPIC, OUTPUT_TOPIC],
+            }
+        }
+    }
+    tokens = {SVCUID: ("com.edgeml.ObjectDetector", access_control)}
+    relayed = []
+
+    def authorize(token, operation, topic):
+        if token not in tokens:
+            return None, "unknown SVCUID"
+        component, policy = tokens[token]
+        allowed, detail = recipes.ipc_allowed(policy, operation, topic)
+        return component, None if allowed else detail
+
+    def relay(kind, topic, qos, payload=b""):
+        relayed.append((kind, topic, qos, payload))
+        return True
+
+    script = tmp_path / "client.py"
+    script.write_text(ACCESS_CONTROL_SCRIPT)
+    with GreengrassIpcStandIn(str(tmp_path / "ipc.socket"), "unused", authorize=authorize, relay=relay) as server:
+        environment = component_environment(server, [ipc_client_dir])
+        result = subprocess.run(
+            [sys.executable, str(script)], env=environment, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [outcomes] = json_lines(result.stdout)
+    assert outcomes["publish allowed"] == outcomes["subscribe allowed"] == "ok", outcomes
+    for name, topic in (("publish outside", "itest/other"), ("subscribe outside", "itest/#")):
+        assert outcomes[name].startswith("UnauthorizedError: "), outcomes
+        assert topic in outcomes[name], outcomes
+    assert relayed == [("publish", OUTPUT_TOPIC, "1", b"ok"), ("subscribe", INPUT_TOPIC, "1", b"")]
+    assert [r["topic"] for r in server.published] == [OUTPUT_TOPIC]
 
 
 # --- The entry point on the controller (this machine's MXNet, the real small SSD) --------------------------

@@ -352,8 +352,7 @@ class Nucleus:
         return json.loads(data)["credentials"]
 
     def download(self, uri: str, credentials: dict) -> bytes:
-        bucket, _, key = uri[len("s3://") :].partition("/")
-        url = "%s/%s/%s" % (self.endpoints["s3"].rstrip("/"), bucket, key)
+        url = recipes.s3_object_url(self.endpoints["s3"], uri)
         headers = recipes.sigv4_headers("GET", url, credentials, self.region)
         from urllib.error import HTTPError
         from urllib.request import Request, urlopen

@@ -312,7 +312,8 @@ def sigv4_headers(
     method: str, url: str, credentials: dict, region: str, service: str = "s3", now: Optional[datetime.datetime] = None
 ) -> Dict[str, str]:
     """Headers of a SigV4-signed request with an empty body (a GET of an S3 object), with the session token
-    of token-exchange credentials. Checked against botocore's signer in the unit tests."""
+    of token-exchange credentials; ``url``'s path must already be URI-encoded (``s3_object_url``). Checked
+    against botocore's signer in the unit tests."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     parts = urlsplit(url)
@@ -330,7 +331,8 @@ def sigv4_headers(
         for k, v in sorted(tuple(p.split("=", 1) + [""])[:2] for p in parts.query.split("&") if p)
     )
     canonical = "\n".join(
-        [method, quote(parts.path or "/", safe="/-_.~"), query]
+        # S3's canonical URI is the path as sent, each segment URI-encoded once (the caller's job), not re-encoded.
+        [method, parts.path or "/", query]
         + ["%s:%s" % (name, headers[name].strip()) for name in signed]
         + ["", ";".join(signed), payload_hash]
     )
@@ -348,6 +350,12 @@ def sigv4_headers(
     )
     del headers["host"]
     return headers
+
+
+def s3_object_url(endpoint: str, uri: str) -> str:
+    """Path-style URL of an ``s3://bucket/key`` artifact at an S3 endpoint, the key URI-encoded once."""
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return "%s/%s/%s" % (endpoint.rstrip("/"), bucket, quote(key, safe="/-_.~"))
 
 
 def dependency_order(recipes: Dict[str, dict]) -> List[str]:
