@@ -405,6 +405,65 @@ def test_core_exchanges_its_certificate_for_the_alias_role_credentials(data_plan
     assert ":assumed-role/GreengrassV2TokenExchangeRole/" in sts.get_caller_identity()["Arn"]
 
 
+def test_device_credentials_get_only_what_the_role_allows_and_need_a_valid_signature(
+    data_plane, cores, aws_client, token_exchange
+):
+    """The endpoint authorizes requests signed with the provider's credentials with the role's IAM policies (as
+    AWS does; moto alone authorizes nothing): the detector's artifact prefix is readable, the rest is not, and
+    the stand-in nucleus's own SigV4 signer is accepted while a wrong signature is refused."""
+    import urllib.error
+    import urllib.request
+
+    import boto3
+    import botocore.exceptions
+
+    from tests.standins.greengrass_v2_nucleus.agent import recipes
+
+    s3 = aws_client("s3")
+    s3.create_bucket(Bucket="artifacts")
+    for key in ("greengrass/detector/code.zip", "elsewhere/secret.txt"):
+        s3.put_object(Bucket="artifacts", Key=key, Body=key.encode())
+    read_artifacts = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::artifacts/greengrass/*"}],
+    }
+    aws_client("iam").put_role_policy(
+        RoleName=token_exchange["RoleName"], PolicyName="read-artifacts", PolicyDocument=json.dumps(read_artifacts)
+    )
+    status, body = credentials_request(data_plane, aws_client, cores["core-1"], ALIAS, "core-1")
+    assert status == 200, body
+    credentials = body["credentials"]
+    device_s3 = boto3.client(
+        "s3",
+        endpoint_url=data_plane["endpoint"].url,
+        region_name="us-east-1",
+        aws_access_key_id=credentials["accessKeyId"],
+        aws_secret_access_key=credentials["secretAccessKey"],
+        aws_session_token=credentials["sessionToken"],
+    )
+    got = device_s3.get_object(Bucket="artifacts", Key="greengrass/detector/code.zip")["Body"].read()
+    assert got == b"greengrass/detector/code.zip"
+    for call in (
+        lambda: device_s3.get_object(Bucket="artifacts", Key="elsewhere/secret.txt"),
+        lambda: device_s3.put_object(Bucket="artifacts", Key="greengrass/detector/code.zip", Body=b"x"),
+        lambda: device_s3.list_objects_v2(Bucket="artifacts"),
+    ):
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            call()
+        assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    # The controller's own calls (the bed's dummy keys) are not affected.
+    assert s3.get_object(Bucket="artifacts", Key="elsewhere/secret.txt")["Body"].read() == b"elsewhere/secret.txt"
+
+    url = recipes.s3_object_url(data_plane["endpoint"].url, "s3://artifacts/greengrass/detector/code.zip")
+    signed = recipes.sigv4_headers("GET", url, credentials, "us-east-1")
+    with urllib.request.urlopen(urllib.request.Request(url, headers=signed), timeout=10) as answer:  # noqa: S310
+        assert answer.read() == b"greengrass/detector/code.zip"
+    forged = recipes.sigv4_headers("GET", url, dict(credentials, secretAccessKey="not-the-secret"), "us-east-1")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(url, headers=forged), timeout=10)  # noqa: S310
+    assert refused.value.code == 403 and b"SignatureDoesNotMatch" in refused.value.read()
+
+
 def test_credential_provider_refuses_what_aws_refuses(data_plane, cores, aws_client, token_exchange):
     iam, iot = aws_client("iam"), aws_client("iot")
     core = cores["core-1"]

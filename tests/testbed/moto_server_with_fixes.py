@@ -73,6 +73,16 @@ Data plane - AWS IoT Core's MQTT broker (``--mqtt-port``): ``tests/testbed/iot_d
     credential provider (``iot_data_plane/credentials.py``) and the Greengrass V2 data plane
     (``iot_data_plane/greengrass_data.py``) - ``"greengrass"`` in the answer above.
 
+Fix 3 - IAM for the credential provider's credentials (moto 5.2.x), see ``apply_device_credential_authorization``:
+    moto authorizes no request unless its ``INITIAL_NO_AUTH_ACTION_COUNT`` is set, and then all of them (the
+    controller's too, with the bed's dummy keys). AWS authorizes every request: a device's token-exchange
+    credentials (assumed-role keys of the role alias's role, authorizing-direct-aws.md) get only what that
+    role's policies allow (IAM reference_policies_evaluation-logic.md), and a request whose SigV4 signature does
+    not verify is refused (SignatureDoesNotMatch). Here every request signed with keys the bed's credential
+    provider issued goes through moto's own IAM check (signature, then the role's inline and attached policies
+    against the action and resource); every other request keeps moto's behaviour. Not emulated: resource
+    policies (bucket policies), session policies, permission boundaries, SCPs.
+
 Usage: python -m tests.testbed.moto_server_with_fixes --host 127.0.0.1 --port PORT
            [--mqtt-port PORT [--credentials-port PORT]]
 """
@@ -478,6 +488,39 @@ def start_data_plane(host: str, mqtt_port: int, credentials_port: int | None) ->
     moto_api_urls.url_paths["{0}/moto-api/static/iot-data-plane"] = describe_data_plane
 
 
+def apply_device_credential_authorization() -> None:
+    """Fix 3: moto's IAM check for every request signed with credentials the credential provider issued."""
+    import re
+    from urllib.parse import urlparse
+
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    from tests.testbed.iot_data_plane.credentials import ISSUED_ACCESS_KEYS
+
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_action
+    credential = re.compile(r"Credential=([A-Z0-9]+)/")
+
+    def authenticate_and_authorize(self, iam_request_cls, resource="*"):
+        found = credential.search(self.headers.get("Authorization") or "")
+        if not found or found.group(1) not in ISSUED_ACCESS_KEYS:
+            return original(self, iam_request_cls, resource)
+        parsed_url = urlparse(self.uri)
+        path = self.raw_path + ("?" + parsed_url.query if parsed_url.query else "")
+        iam_request = iam_request_cls(
+            account_id=self.current_account,
+            method=self.method,
+            path=path,
+            data=self.data,
+            body=self.raw_body,
+            headers=self.headers,
+            action=self._get_action(),
+        )
+        iam_request.check_signature()
+        iam_request.check_action_permitted(resource)
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate_and_authorize
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -488,6 +531,7 @@ def main() -> None:
     apply_fixes()
     apply_greengrass_fixes()
     apply_greengrassv2_emulation()
+    apply_device_credential_authorization()
     if args.mqtt_port:
         start_data_plane(args.host, args.mqtt_port, args.credentials_port)
     from moto.server import main as moto_main

@@ -17,8 +17,9 @@ using AWS IoT Core credential provider" (AWS IoT Core developer guide, authorizi
   from STS AssumeRole on the alias's role, valid for the alias's ``credentialDurationSeconds``; the local
   endpoint accepts those credentials.
 
-NOT emulated: the exact error bodies AWS sends (here ``{"message": ...}`` with the status above);
-``credentials-iot:*`` IAM policy variables in the session (the endpoint enforces no IAM policies);
+Requests signed with the credentials it issued are authorized with IAM by the endpoint (the role's policies;
+``moto_server_with_fixes.py``, fix 3). NOT emulated: the exact error bodies AWS sends (here ``{"message": ...}``
+with the status above); ``credentials-iot:*`` IAM policy variables in the session;
 throttling and the credential provider's per-device rate limits.
 """
 
@@ -29,6 +30,10 @@ import re
 from urllib.parse import unquote
 
 from tests.testbed.iot_data_plane.registry import LOG, IotRegistry
+
+# Access key IDs this credential provider issued: the endpoint authorizes their requests with IAM
+# (moto_server_with_fixes.py, fix 3), as AWS authorizes a device's token-exchange credentials.
+ISSUED_ACCESS_KEYS: set[str] = set()
 
 CREDENTIALS_HOST = re.compile(r"^[a-z0-9]+\.credentials\.iot\.([a-z0-9-]+)\.amazonaws\.com$")
 PATH = re.compile(r"^/role-aliases/([^/?]+)/credentials$")
@@ -90,6 +95,7 @@ class CredentialProvider:
             duration=role_alias.credential_duration_seconds,
             external_id="",
         )
+        ISSUED_ACCESS_KEYS.add(assumed.access_key_id)
         return {
             "credentials": {
                 "accessKeyId": assumed.access_key_id,
