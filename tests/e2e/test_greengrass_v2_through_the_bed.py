@@ -39,8 +39,8 @@ from tests.e2e.fleet import (
     recording_endpoint,
     run_site,
 )
+from tests.e2e.greengrass_mqtt import Requester
 from tests.testbed.edge_devices import EdgeDeviceBed, build_image
-from tests.testbed.iot_data_plane.client import DataPlaneClient
 
 pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
 
@@ -49,7 +49,6 @@ THING_GROUP = "edgeml-demo-detectors"  # greengrass_v2_detector_thing_group in t
 DETECTOR, MODEL = "com.edgeml.ObjectDetector", "com.edgeml.SsdModel"  # the role's default component names
 INPUT_TOPIC, OUTPUT_TOPIC = "blog/infer/input", "blog/infer/output"
 DEVICE_IMAGE_DIR = "/var/lib/edgeml-itest"
-ENDPOINTS_FILE = "/etc/edgeml-testbed/endpoints.json"
 AGENT_STATE = "/greengrass/v2/standin/deployment.json"
 
 
@@ -84,9 +83,7 @@ def fleet(endpoint):
     bed.up()
     try:
         # Where this bed serves the AWS host names the nucleus is configured with (the agent's "DNS").
-        made = bed.run(HOST, f"sudo mkdir -p {os.path.dirname(ENDPOINTS_FILE)} {DEVICE_IMAGE_DIR}")
-        assert made.returncode == 0, made.stderr
-        write_endpoints(bed, endpoint.device_endpoints())
+        bed.write_endpoints(endpoint.device_endpoints())
         yield bed
     finally:
         bed.down()
@@ -140,40 +137,13 @@ def first_deployment(fleet, workdir, artefacts, env):
 @pytest.fixture(scope="module")
 def mqtt_client(first_deployment, client, endpoint, workdir, fleet, artefacts):
     """A test client with its own certificate and a policy for the two detector topics only."""
-    iot = client("iot")
-    keys = iot.create_keys_and_certificate(setAsActive=True)
-    region = endpoint.environment()["AWS_REGION"]
-    account = client("sts").get_caller_identity()["Account"]
-    arn = f"arn:aws:iot:{region}:{account}"
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/itest-requester"},
-            {"Effect": "Allow", "Action": "iot:Publish", "Resource": f"{arn}:topic/{INPUT_TOPIC}"},
-            {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{arn}:topicfilter/{OUTPUT_TOPIC}"},
-            {"Effect": "Allow", "Action": "iot:Receive", "Resource": f"{arn}:topic/{OUTPUT_TOPIC}"},
-        ],
-    }
-    iot.create_policy(policyName="itest-requester", policyDocument=json.dumps(policy))
-    iot.attach_policy(policyName="itest-requester", target=keys["certificateArn"])
-    files = workdir / "requester"
-    files.mkdir()
-    (files / "cert.pem").write_text(keys["certificatePem"])
-    (files / "key.pem").write_text(keys["keyPair"]["PrivateKey"])
-    data_plane = endpoint.data_plane()
-    (files / "ca.pem").write_text(data_plane["root_ca_pem"])
-    host = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
-    requester = DataPlaneClient(
-        data_plane, host, "itest-requester", str(files / "cert.pem"), str(files / "key.pem"), str(files / "ca.pem")
-    )
-    assert requester.connect().ok
-    assert requester.subscribe(OUTPUT_TOPIC).ok
+    requester = Requester(endpoint, client, workdir / "requester", "itest-requester", INPUT_TOPIC, OUTPUT_TOPIC)
     # The sample image on the device, readable by the component user.
     image = base64.b64encode(Path(artefacts["smoke_test_image"]).read_bytes()).decode()
     copied = fleet.run(
         HOST,
-        f"echo {image} | base64 -d | sudo tee {DEVICE_IMAGE_DIR}/sample.png >/dev/null && "
-        f"sudo chmod 0755 {DEVICE_IMAGE_DIR} && sudo chmod 0644 {DEVICE_IMAGE_DIR}/sample.png",
+        f"sudo mkdir -p {DEVICE_IMAGE_DIR} && echo {image} | base64 -d | sudo tee {DEVICE_IMAGE_DIR}/sample.png "
+        f">/dev/null && sudo chmod 0755 {DEVICE_IMAGE_DIR} && sudo chmod 0644 {DEVICE_IMAGE_DIR}/sample.png",
     )
     assert copied.returncode == 0, copied.stderr
     yield requester
@@ -186,24 +156,10 @@ def device_logs(fleet) -> str:
     return logs.stdout + logs.stderr
 
 
-def ask(requester: DataPlaneClient, fleet, timeout: float = 120, resend_every: float = 10) -> dict:
-    """Publish a request on the input topic until an answer comes back on the output topic.
-
-    Sent again while none came: a deployment is SUCCEEDED once its components run (as on AWS), which can be
-    before the detector has loaded its model and subscribed, and a message nobody is subscribed to is lost.
-    """
-    while requester.receive(timeout=0.1) is not None:
-        pass  # an answer left over from an earlier request
-    request = json.dumps({"image_path": f"{DEVICE_IMAGE_DIR}/sample.png"})
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert requester.publish(INPUT_TOPIC, request).ok, "the broker refused the requester's publish"
-        received = requester.receive(timeout=min(resend_every, max(0.1, deadline - time.monotonic())))
-        if received is not None:
-            topic, payload = received
-            assert topic == OUTPUT_TOPIC
-            return json.loads(payload)
-    raise AssertionError(f"no answer on {OUTPUT_TOPIC} within {timeout} s\n{device_logs(fleet)}")
+def ask(requester: Requester, fleet) -> dict:
+    answer = requester.ask({"image_path": f"{DEVICE_IMAGE_DIR}/sample.png"})
+    assert answer is not None, f"no answer on {OUTPUT_TOPIC} within 120 s\n{device_logs(fleet)}"
+    return answer.payload
 
 
 def assert_sample_detections(answer: dict) -> None:
@@ -285,12 +241,6 @@ def test_a_broken_model_fails_on_the_device_rolls_back_and_the_previous_version_
 # --------------------------------------------------------------------------- 4. device down during a deployment
 
 
-def write_endpoints(fleet, endpoints: dict) -> None:
-    encoded = base64.b64encode(json.dumps(endpoints).encode()).decode()
-    written = fleet.run(HOST, f"echo {encoded} | base64 -d | sudo tee {ENDPOINTS_FILE} >/dev/null")
-    assert written.returncode == 0, written.stderr
-
-
 def test_a_device_offline_during_a_deployment_gets_it_when_back(
     mqtt_client, fleet, workdir, artefacts, env, client, endpoint
 ):
@@ -298,7 +248,7 @@ def test_a_device_offline_during_a_deployment_gets_it_when_back(
     # Offline: the nucleus restarts and cannot reach the data endpoint (nothing listens where it is sent). The
     # device stays reachable over SSH, so site.yml runs as for any device whose network to AWS is down.
     endpoints = endpoint.device_endpoints()
-    write_endpoints(fleet, dict(endpoints, mqtt={"host": "127.0.0.1", "port": 9}))
+    fleet.write_endpoints(dict(endpoints, mqtt={"host": "127.0.0.1", "port": 9}))
     assert fleet.run(HOST, "sudo systemctl restart greengrass.service").returncode == 0
     # A new detector version (another score threshold), not waited for: the device cannot report.
     run = site(
@@ -313,7 +263,8 @@ def test_a_device_offline_during_a_deployment_gets_it_when_back(
     assert run.run.returncode == 0, run.describe()
     assert device_status(client)[0]["coreDeviceExecutionStatus"] == "QUEUED"
 
-    write_endpoints(fleet, endpoints)  # back online: the nucleus asks for its pending job when it reconnects
+    # Back online: the nucleus asks for its pending job when it reconnects.
+    fleet.write_endpoints(endpoints)
     deadline = time.monotonic() + 300
     while device_status(client)[0]["coreDeviceExecutionStatus"] in ("QUEUED", "IN_PROGRESS"):
         assert time.monotonic() < deadline, device_status(client)[0]

@@ -225,6 +225,8 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"aws_endpoint: {exc}", file=sys.stderr)
         return 2
     state.write_text(json.dumps({"pid": endpoint.process.pid, "url": endpoint.url, "mqtt_port": endpoint.mqtt_port}))
+    # For `edge_devices up --endpoints`: where the devices' stand-in nucleus finds this endpoint.
+    (args.state_dir / "device_endpoints.json").write_text(json.dumps(endpoint.device_endpoints()))
     # Detach: the server keeps running after this CLI exits; `stop` ends it.
     endpoint.process = None
     print(endpoint.url)

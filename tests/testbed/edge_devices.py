@@ -18,6 +18,7 @@ addresses are leased under a lock, and beds left by killed runs are reaped.
 from __future__ import annotations
 
 import argparse
+import base64
 import concurrent.futures
 import contextlib
 import errno
@@ -63,6 +64,8 @@ LAST_HOST_OCTET = 254
 BED_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,47}$")
 DEVICE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 RESERVED_NAMES = {"leases", "failed-boots"}
+# Where a device's stand-in Greengrass nucleus reads the bed's addresses (write_endpoints).
+DEVICE_ENDPOINTS_FILE = "/etc/edgeml-testbed/endpoints.json"
 INSTALL_HINT = "apt-get install debootstrap systemd-container (or run `source scripts/setup.sh`)"
 
 
@@ -743,6 +746,20 @@ class EdgeDeviceBed:
             f"{DEVICE_USER}@{address}", command,
         ]  # fmt: skip
 
+    def write_endpoints(self, endpoints: dict, hosts: list[str] | None = None) -> None:
+        """Tell the devices' stand-in Greengrass nucleus where this bed's AWS endpoint is (its "DNS"):
+        ``endpoints`` is ``LocalAwsEndpoint.device_endpoints()``, written to ``DEVICE_ENDPOINTS_FILE``
+        (tests/standins/greengrass_v2_nucleus/README.md)."""
+        encoded = base64.b64encode(json.dumps(endpoints).encode()).decode()
+        for host in hosts or list(self.hosts):
+            written = self.run(
+                host,
+                f"sudo mkdir -p {os.path.dirname(DEVICE_ENDPOINTS_FILE)} && "
+                f"echo {encoded} | base64 -d | sudo tee {DEVICE_ENDPOINTS_FILE} >/dev/null",
+            )
+            if written.returncode != 0:
+                raise TestbedError(f"{host}: writing {DEVICE_ENDPOINTS_FILE} failed: {written.stderr.strip()}")
+
     def run(self, host: str, command: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
         """Run a shell command on a device as `edge` over real SSH (prefix `sudo` for root)."""
         try:
@@ -926,6 +943,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--names", default=None, help="comma-separated device names (instead of --count/--prefix)")
     up.add_argument("--boot-timeout", type=float, default=180.0)
     up.add_argument("--json", action="store_true", help="print the bed as JSON")
+    up.add_argument(
+        "--endpoints",
+        type=Path,
+        default=None,
+        help="a local AWS endpoint's device map (its state dir's device_endpoints.json) to put on every device",
+    )
     down = sub.add_parser("down", help="stop beds, unmount their overlays, remove them, release their addresses")
     which = down.add_mutually_exclusive_group(required=True)
     which.add_argument("--bed", help="this bed")
@@ -947,6 +970,8 @@ def main(argv: list[str] | None = None) -> int:
                 boot_timeout=args.boot_timeout,
                 names=args.names.split(",") if args.names else None,
             ).up()
+            if args.endpoints:
+                bed.write_endpoints(json.loads(args.endpoints.read_text()))
             if args.json:
                 summary = {"bed": bed.name, "inventory": str(bed.inventory), "hosts": bed.hosts}
                 summary.update(private_key=str(bed.private_key), known_hosts=str(bed.known_hosts))
