@@ -62,6 +62,7 @@ def provision(
         started = time.monotonic()
         bed = EdgeDeviceBed(f"bench-provision-{os.getpid()}-{size}", count=size, tied_to_process=True).up()
         row["boot_s"] = time.monotonic() - started
+        bed.write_endpoints(endpoint.device_endpoints())  # V2 devices report their deployments themselves
         for device in bed.devices:
             accounting.assign("devices", device.pid)
 

@@ -49,8 +49,9 @@ export AWS_ENDPOINT_URL="$url" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=t
 echo "endpoint: $url"
 
 step "boot $DEVICES simulated edge devices"
+# --endpoints: where each device's (stand-in) Greengrass V2 nucleus finds this endpoint's IoT data plane.
 python -m tests.testbed.edge_devices up --bed "$BED" --count "$DEVICES" --prefix edge \
-  --inventory "$STATE/devices.yml"
+  --inventory "$STATE/devices.yml" --endpoints "$STATE/device_endpoints.json"
 
 step "test-bed artefacts (stand-in Greengrass core archive, small detector model)"
 python -m tests.demo_artefacts --out "$STATE/artefacts" > "$STATE/artefacts.yml"

@@ -99,7 +99,7 @@ def client(endpoint):
 
 
 @pytest.fixture(scope="module")
-def fleet():
+def fleet(endpoint):
     if os.geteuid() != 0:
         pytest.skip("simulated edge devices need root (overlay mounts, systemd-nspawn)")
     build_image()  # a no-op when the image is cached
@@ -107,6 +107,8 @@ def fleet():
     bed = EdgeDeviceBed(f"pytest-{os.getpid()}-e2e-site-fleet", count=DEVICE_COUNT, tied_to_process=True)
     bed.up()
     try:
+        # The V2 device's nucleus follows its deployment through the bed and reports it (the demo does the same).
+        bed.write_endpoints(endpoint[0].device_endpoints())
         yield bed
     finally:
         bed.down()
