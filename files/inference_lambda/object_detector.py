@@ -437,6 +437,10 @@ class InferenceService:
             LOG.exception("inference failed for %s", image_path)
             payload = _error_payload("{}: {}".format(type(exc).__name__, exc), image_path)
         payload["timestamp"] = time.time()
+        # Which device answered: every device of a fleet subscribes to the same request topic (the seed's
+        # design), so a requester tells the answers apart by this (Greengrass sets it for Lambdas and components).
+        if os.environ.get("AWS_IOT_THING_NAME"):
+            payload["thing_name"] = os.environ["AWS_IOT_THING_NAME"]
         if "error" in payload:
             LOG.warning("%s", payload["error"])
         self._publish(payload)

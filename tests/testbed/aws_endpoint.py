@@ -170,6 +170,18 @@ class LocalAwsEndpoint:
             "root_ca_pem": data_plane["root_ca_pem"],
         }
 
+    def mqtt_client_vars(self, folder: Path) -> dict:
+        """Extra vars for playbooks/smoke_test.yml: connect to this bed's broker (its loopback port, the AWS host
+        name as TLS server name) and trust the bed's CA, written to ``folder/root_ca.pem``."""
+        data_plane = self.data_plane()
+        root_ca = folder / "root_ca.pem"
+        root_ca.write_text(data_plane["root_ca_pem"])
+        return {
+            "smoke_test_mqtt_address": data_plane["mqtt"]["host"],
+            "smoke_test_mqtt_port": data_plane["mqtt"]["port"],
+            "smoke_test_root_ca": str(root_ca),
+        }
+
     def reset(self) -> None:
         """Forget every resource (moto's reset API); cheaper than a restart between tests."""
         req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
@@ -227,6 +239,8 @@ def cli(argv: list[str] | None = None) -> int:
     state.write_text(json.dumps({"pid": endpoint.process.pid, "url": endpoint.url, "mqtt_port": endpoint.mqtt_port}))
     # For `edge_devices up --endpoints`: where the devices' stand-in nucleus finds this endpoint.
     (args.state_dir / "device_endpoints.json").write_text(json.dumps(endpoint.device_endpoints()))
+    # For playbooks/smoke_test.yml (-e @mqtt_client.json): how a client on the controller reaches the broker.
+    (args.state_dir / "mqtt_client.json").write_text(json.dumps(endpoint.mqtt_client_vars(args.state_dir)))
     # Detach: the server keeps running after this CLI exits; `stop` ends it.
     endpoint.process = None
     print(endpoint.url)
