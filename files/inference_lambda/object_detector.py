@@ -26,6 +26,18 @@ Configuration (environment variables, read by ``DetectorConfig.from_environ``):
                        ``gpu`` or ``gpu:<n>``
 ``OUTPUT_TOPIC``       where results and errors go, default ``blog/infer/output``
 
+Requests (the input event; JSON text or bytes, or a dict):
+
+- ``{"image_path": "/path/on/the/device.jpg"}`` (the seed's ``{"filepath": ...}`` too): an image the device
+  can read;
+- ``{"image_base64": "<base64 of a JPEG/PNG file>"}``: the image itself, for a client with no access to the
+  device's disk; at most ``INLINE_IMAGE_MAX_BYTES`` (96 KiB) of image, so that the request fits AWS IoT Core's
+  128 KiB per message; beyond that the answer is an error saying so.
+
+Every request gets one answer on ``OUTPUT_TOPIC``: the detections (with ``image_path``, or ``image_bytes`` for
+an inline image, ``timing_ms`` and ``timestamp``), or ``{"error": ..., "image_path": ...}``; with
+``AWS_IOT_THING_NAME`` set (Greengrass sets it) the answer names the device in ``thing_name``.
+
 Command line (smoke test, annotated picture)::
 
     python object_detector.py --model /ml/od/deploy_model_algo_1 \\
@@ -35,6 +47,7 @@ Command line (smoke test, annotated picture)::
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -42,7 +55,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -58,6 +71,10 @@ DEFAULT_INPUT_TOPIC = "blog/infer/input"
 INPUT_NAME = "data"
 # The seed's event used "filepath"; "image_path" is this project's name for it.
 EVENT_IMAGE_KEYS = ("image_path", "filepath")
+# An image sent in the request itself, for a client with no access to the device's disk: base64 of an encoded
+# image file (JPEG, PNG...). AWS IoT Core carries messages up to 128 KiB, base64 grows data by a third: 96 KiB.
+EVENT_INLINE_IMAGE_KEY = "image_base64"
+INLINE_IMAGE_MAX_BYTES = 96 * 1024
 
 Publisher = Callable[[str, bytes], Any]
 
@@ -252,8 +269,29 @@ def decode_detections(
     return detections, total
 
 
-def image_path_from_event(event: Any) -> str:
-    """The image path an input event names, or DetectorError saying what was expected."""
+def image_from_event(event: Any) -> Union[str, bytes]:
+    """The image an input event asks about: the path it names (str), or the bytes of an inline image
+    (``image_base64``), or DetectorError saying what was expected."""
+    request = _event_object(event)
+    if EVENT_INLINE_IMAGE_KEY in request:
+        encoded = request[EVENT_INLINE_IMAGE_KEY]
+        if not isinstance(encoded, str) or not encoded.strip():
+            raise DetectorError("event 'image_base64' must be a non-empty base64 string")
+        if len(encoded) > (INLINE_IMAGE_MAX_BYTES * 4) // 3 + 4:
+            raise DetectorError(
+                "event 'image_base64' holds more than {} KiB of image (AWS IoT Core carries 128 KiB per message): "
+                "send a smaller image, or put it on the device and send 'image_path'".format(
+                    INLINE_IMAGE_MAX_BYTES // 1024
+                )
+            )
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (ValueError, TypeError):
+            raise DetectorError("event 'image_base64' is not valid base64") from None
+    return image_path_from_event(request)
+
+
+def _event_object(event: Any) -> Mapping:
     if isinstance(event, (bytes, bytearray)):
         try:
             event = event.decode("utf-8")
@@ -266,13 +304,23 @@ def image_path_from_event(event: Any) -> str:
             raise DetectorError("event must be a JSON object with 'image_path'; got text that is not JSON") from None
     if not isinstance(event, Mapping):
         raise DetectorError("event must be a JSON object with 'image_path'; got {}".format(type(event).__name__))
+    return event
+
+
+def image_path_from_event(event: Any) -> str:
+    """The image path an input event names, or DetectorError saying what was expected."""
+    event = _event_object(event)
     for key in EVENT_IMAGE_KEYS:
         if key in event:
             path = event[key]
             if not isinstance(path, str) or not path.strip():
                 raise DetectorError("event '{}' must be a non-empty string, got {!r}".format(key, path))
             return path
-    raise DetectorError("event has no 'image_path' (or the seed's 'filepath'); keys: {}".format(sorted(event)))
+    raise DetectorError(
+        "event has no 'image_path' (or the seed's 'filepath', or an inline 'image_base64'); keys: {}".format(
+            sorted(event)
+        )
+    )
 
 
 def read_image(path: str) -> np.ndarray:
@@ -372,6 +420,22 @@ class ObjectDetector:
             ]
         )
 
+    def detect_encoded(self, data: bytes) -> Dict[str, Any]:
+        """Like detect_file, for the bytes of an encoded image sent in the request."""
+        started = time.perf_counter()
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
+        if image is None:
+            raise DetectorError(
+                "cannot decode the inline image ({} bytes, not a readable image file)".format(len(data))
+            )
+        timing = OrderedDict([("decode_ms", _ms(started, time.perf_counter()))])
+        result = self.detect_image(image, timing)
+        timing["total_ms"] = _ms(started, time.perf_counter())
+        payload = OrderedDict([("image_path", None), ("image_bytes", len(data))])
+        payload.update(result)
+        payload["timing_ms"] = timing
+        return payload
+
     def detect_file(self, image_path: str) -> Dict[str, Any]:
         started = time.perf_counter()
         image = read_image(image_path)
@@ -402,8 +466,11 @@ class InferenceService:
         publish: Publisher,
         config_factory: Callable[[], DetectorConfig] = DetectorConfig.from_environ,
         detector_factory: Callable[[DetectorConfig], ObjectDetector] = ObjectDetector,
+        answer_fields: Optional[Mapping[str, Any]] = None,
     ) -> None:
+        """``answer_fields``: added to every answer (a Greengrass V2 component's name and version)."""
         self.publish = publish
+        self._answer_fields = dict(answer_fields or {})
         self._config_factory = config_factory
         self._detector_factory = detector_factory
         self._config = None  # type: Optional[DetectorConfig]
@@ -428,9 +495,11 @@ class InferenceService:
     def handle(self, event: Any) -> Dict[str, Any]:
         image_path = None  # type: Optional[str]
         try:
-            image_path = image_path_from_event(event)
+            image = image_from_event(event)
+            image_path = image if isinstance(image, str) else None
             with self._lock:
-                payload = self.detector().detect_file(image_path)
+                detector = self.detector()
+                payload = detector.detect_file(image) if image_path else detector.detect_encoded(image)
         except DetectorError as exc:
             payload = _error_payload(str(exc), image_path)
         except Exception as exc:  # noqa: BLE001 - a long-lived Lambda must survive any one bad frame
@@ -441,6 +510,7 @@ class InferenceService:
         # design), so a requester tells the answers apart by this (Greengrass sets it for Lambdas and components).
         if os.environ.get("AWS_IOT_THING_NAME"):
             payload["thing_name"] = os.environ["AWS_IOT_THING_NAME"]
+        payload.update(self._answer_fields)
         if "error" in payload:
             LOG.warning("%s", payload["error"])
         self._publish(payload)

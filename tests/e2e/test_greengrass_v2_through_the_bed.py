@@ -199,10 +199,19 @@ def test_the_role_waits_for_the_status_the_device_reported(first_deployment, cli
 # --------------------------------------------------------------------------- 2. the seed's check over MQTT
 
 
-def test_a_request_on_the_input_topic_comes_back_as_detections(mqtt_client, fleet):
+def test_a_request_on_the_input_topic_comes_back_as_detections(mqtt_client, fleet, artefacts):
     answer = ask(mqtt_client, fleet)
     assert answer["image_path"] == f"{DEVICE_IMAGE_DIR}/sample.png", answer
+    assert answer["thing_name"] == HOST, answer
+    assert answer["component"] == {"name": DETECTOR, "version": running_versions(fleet)[DETECTOR]}, answer
     assert_sample_detections(answer)
+    # The same image inside the request, for a client with no access to the device's disk.
+    inline = mqtt_client.ask(
+        {"image_base64": base64.b64encode(Path(artefacts["smoke_test_image"]).read_bytes()).decode()}
+    )
+    assert inline is not None, device_logs(fleet)
+    assert inline.payload["image_bytes"] == Path(artefacts["smoke_test_image"]).stat().st_size, inline.payload
+    assert_sample_detections(inline.payload)
 
 
 # --------------------------------------------------------------------------- 3. broken model: FAILED, rollback
@@ -272,4 +281,7 @@ def test_a_device_offline_during_a_deployment_gets_it_when_back(
     assert device_status(client)[0]["coreDeviceExecutionStatus"] == "SUCCEEDED", device_status(client)[0]
     after = running_versions(fleet)
     assert after[DETECTOR] != before[DETECTOR], (before, after)
-    assert_sample_detections(ask(mqtt_client, fleet))
+    answer = ask(mqtt_client, fleet)
+    assert_sample_detections(answer)
+    # The answer comes from the new version.
+    assert answer["component"] == {"name": DETECTOR, "version": after[DETECTOR]}, answer

@@ -7,6 +7,7 @@ only for the transport. The model, MXNet and the image files are real.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import sys
 
 import cv2
 import greengrass_object_detector as handler_module
+import object_detector
 import pytest
 
 from tests.inference import small_ssd
@@ -73,6 +75,26 @@ def test_other_event_shapes(published, scene_image, make_event):
     assert labels_of(published[-1][1]) == ["blue_box", "blue_box", "yellow_box"]
 
 
+def test_an_inline_image_is_detected_like_the_same_file(published, scene_image):
+    """The image in the request (base64), for a client that cannot put a file on the device."""
+    encoded = base64.b64encode(scene_image.read_bytes()).decode()
+    handler_module.function_handler(json.dumps({"image_base64": encoded}), None)
+    _topic, inline = published[-1]
+    handler_module.function_handler({"image_path": str(scene_image)}, None)
+    _topic, from_file = published[-1]
+    assert "error" not in inline, inline
+    assert inline["image_bytes"] == scene_image.stat().st_size and inline["image_path"] is None
+    assert inline["detections"] == from_file["detections"]
+
+
+def test_an_answer_names_the_device_greengrass_runs_it_on(published, scene_image, monkeypatch):
+    monkeypatch.setenv("AWS_IOT_THING_NAME", "edge-03")
+    handler_module.function_handler({"image_path": str(scene_image)}, None)
+    assert published[-1][1]["thing_name"] == "edge-03"
+    handler_module.function_handler({"image_path": "/nonexistent.jpg"}, None)
+    assert published[-1][1]["thing_name"] == "edge-03" and "error" in published[-1][1]
+
+
 def bad_inputs(tmp_path):
     text_file = tmp_path / "notes.jpg"
     text_file.write_text("not an image")
@@ -94,6 +116,14 @@ def bad_inputs(tmp_path):
         ([1, 2], "event must be a JSON object with 'image_path'; got list", None),
         ("not json", "got text that is not JSON", None),
         (b"\xff\xfe", "got undecodable bytes", None),
+        ({"image_base64": ""}, "event 'image_base64' must be a non-empty base64 string", None),
+        ({"image_base64": "not base64!"}, "event 'image_base64' is not valid base64", None),
+        ({"image_base64": base64.b64encode(b"plain text").decode()}, "cannot decode the inline image (10 bytes", None),
+        (
+            {"image_base64": "A" * (object_detector.INLINE_IMAGE_MAX_BYTES * 4 // 3 + 8)},
+            "event 'image_base64' holds more than 96 KiB of image",
+            None,
+        ),
     ]
 
 

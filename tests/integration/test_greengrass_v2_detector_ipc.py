@@ -302,6 +302,7 @@ def detector_environment(model_prefix: str | Path) -> dict:
         "INPUT_TOPIC": INPUT_TOPIC,
         "OUTPUT_TOPIC": OUTPUT_TOPIC,
         "CLASS_LABELS": ",".join(small_ssd.CLASS_LABELS),
+        "COMPONENT_ARTIFACTS_PATH": "/greengrass/v2/packages/artifacts/com.edgeml.ObjectDetector/1.0.7",
     }
 
 
@@ -341,6 +342,8 @@ def test_entry_point_answers_an_injected_event_with_detections(ipc_client_dir, s
         == "event must be a JSON object with 'image_path'; got text that is not JSON"
     )
     assert_expected_detections(json.loads(detected["payload"]), image)
+    # Each answer says which component version made it (from {artifacts:path}).
+    assert json.loads(detected["payload"])["component"] == {"name": "com.edgeml.ObjectDetector", "version": "1.0.7"}
     assert (
         stand_in.history == ["CONNECT", f"SubscribeToIoTCore {INPUT_TOPIC}"] + [f"PublishToIoTCore {OUTPUT_TOPIC}"] * 2
     )

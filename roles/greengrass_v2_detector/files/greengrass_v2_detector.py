@@ -22,6 +22,13 @@ from object_detector import InferenceService
 LOG = logging.getLogger("greengrass_v2_detector")
 
 
+def component_of(artifacts_path: str) -> dict:
+    """{"name", "version"} of the component from its artifacts folder (<root>/packages/artifacts/<name>/<version>,
+    component-recipe-reference.md, ``{artifacts:path}``), so that each answer says which version made it."""
+    parts = [part for part in artifacts_path.split("/") if part]
+    return {"name": parts[-2], "version": parts[-1]} if len(parts) >= 2 else {}
+
+
 def check_model() -> int:
     """Load the model as Run will (same settings from the environment) and say whether it loads."""
     try:
@@ -49,7 +56,8 @@ def main() -> int:
     def publish(topic: str, payload: bytes) -> None:
         ipc.publish_to_iot_core(topic_name=topic, qos=QOS.AT_LEAST_ONCE, payload=payload)
 
-    service = InferenceService(publish)
+    component = component_of(os.environ.get("COMPONENT_ARTIFACTS_PATH", ""))
+    service = InferenceService(publish, answer_fields={"component": component} if component else None)
     service.detector()  # fail now, not on the first event, when the model does not load
     LOG.info("model loaded; listening on %s", input_topic)
 
