@@ -19,8 +19,10 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -43,6 +45,25 @@ SMOKE_TEST_PLAYBOOK = REPO_ROOT / "playbooks" / "smoke_test.yml"
 LOCAL_TESTBED_INVENTORY = REPO_ROOT / "inventories" / "local_testbed"
 # Operations that only read, by name (AWS's naming convention holds for every service used here).
 READ_PREFIXES = ("Get", "List", "Describe", "Head")
+
+
+# --------------------------------------------------------------------------- a module's files
+
+
+@contextlib.contextmanager
+def kept_on_failure(request, prefix: str) -> Iterator[Path]:
+    """A module's controller-side folder; kept (and named in the output) when one of its tests failed.
+
+    Not pytest's tmp_path: pytest deletes all but its three newest base temp dirs whenever a session
+    starts, and on a machine where several pytest sessions run at once that includes a running one's.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    failed_before = request.session.testsfailed
+    yield path
+    if request.session.testsfailed > failed_before:
+        print(f"\ntests/e2e: runs' output, the endpoint's request record and log kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- artefacts and runs

@@ -22,9 +22,7 @@ import base64
 import io
 import json
 import os
-import shutil
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from tests.e2e.fleet import (
     build_artefacts,
     expected_detections,
     host_vars_inventory,
+    kept_on_failure,
     recording_endpoint,
     run_site,
 )
@@ -54,13 +53,8 @@ AGENT_STATE = "/greengrass/v2/standin/deployment.json"
 
 @pytest.fixture(scope="module")
 def workdir(request) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="edgeml-e2e-gg2-"))
-    failed_before = request.session.testsfailed
-    yield path
-    if request.session.testsfailed > failed_before:
-        print(f"\ntests/e2e: runs' output and the endpoint's log kept in {path}")
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+    with kept_on_failure(request, "edgeml-e2e-gg2-") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.e2e.fleet import SITE_PLAYBOOK, aws_clients, build_artefacts, recording_endpoint, run_site
+from tests.e2e.fleet import SITE_PLAYBOOK, aws_clients, build_artefacts, kept_on_failure, recording_endpoint, run_site
 from tests.testbed.edge_devices import EdgeDeviceBed, build_image
 
 pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
@@ -45,13 +43,8 @@ def control(endpoint_url: str, path: str, body: dict) -> None:
 
 @pytest.fixture(scope="module")
 def workdir(request) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="edgeml-e2e-migration-"))
-    failed_before = request.session.testsfailed
-    yield path
-    if request.session.testsfailed > failed_before:
-        print(f"\ntests/e2e/test_migration: runs' output kept in {path}")
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+    with kept_on_failure(request, "edgeml-e2e-migration-") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -41,6 +40,7 @@ from tests.e2e.fleet import (
     expected_detections,
     host_vars_inventory,
     inventory_generation,
+    kept_on_failure,
     load_average,
     recording_endpoint,
     run_site,
@@ -73,18 +73,8 @@ ROLE_START = "Validating arguments against arg spec 'main'"
 
 @pytest.fixture(scope="module")
 def workdir(request) -> Path:
-    """The module's controller-side files; kept (and named in the output) when a test failed.
-
-    Not pytest's tmp_path: pytest deletes all but its three newest base temp dirs whenever a session
-    starts, and on a machine where several pytest sessions run at once that includes a running one's.
-    """
-    path = Path(tempfile.mkdtemp(prefix="edgeml-e2e-site-fleet-"))
-    failed_before = request.session.testsfailed
-    yield path
-    if request.session.testsfailed > failed_before:
-        print(f"\ntests/e2e: runs' JSON output, AWS request record and artefacts kept in {path}")
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+    with kept_on_failure(request, "edgeml-e2e-site-fleet-") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

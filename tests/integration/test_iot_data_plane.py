@@ -386,22 +386,27 @@ def credentials_request(data_plane, aws_client, device: Device, alias: str, thin
     return https_request(data_plane, device, host, "GET", "/role-aliases/%s/credentials" % alias, headers=headers)
 
 
-def test_core_exchanges_its_certificate_for_the_alias_role_credentials(data_plane, cores, aws_client, token_exchange):
-    status, body = credentials_request(data_plane, aws_client, cores["core-1"], ALIAS, "core-1")
-    assert status == 200, body
-    credentials = body["credentials"]
-    assert set(credentials) == {"accessKeyId", "secretAccessKey", "sessionToken", "expiration"}
-    # The local endpoint takes them, and they are the token exchange role's.
+def client_with(data_plane, service: str, credentials: dict):
+    """A boto3 client of the bed's endpoint signing with credentials the credential provider issued."""
     import boto3
 
-    sts = boto3.client(
-        "sts",
+    return boto3.client(
+        service,
         endpoint_url=data_plane["endpoint"].url,
         region_name="us-east-1",
         aws_access_key_id=credentials["accessKeyId"],
         aws_secret_access_key=credentials["secretAccessKey"],
         aws_session_token=credentials["sessionToken"],
     )
+
+
+def test_core_exchanges_its_certificate_for_the_alias_role_credentials(data_plane, cores, aws_client, token_exchange):
+    status, body = credentials_request(data_plane, aws_client, cores["core-1"], ALIAS, "core-1")
+    assert status == 200, body
+    credentials = body["credentials"]
+    assert set(credentials) == {"accessKeyId", "secretAccessKey", "sessionToken", "expiration"}
+    # The local endpoint takes them, and they are the token exchange role's.
+    sts = client_with(data_plane, "sts", credentials)
     assert ":assumed-role/GreengrassV2TokenExchangeRole/" in sts.get_caller_identity()["Arn"]
 
 
@@ -414,7 +419,6 @@ def test_device_credentials_get_only_what_the_role_allows_and_need_a_valid_signa
     import urllib.error
     import urllib.request
 
-    import boto3
     import botocore.exceptions
 
     from tests.standins.greengrass_v2_nucleus.agent import recipes
@@ -433,14 +437,7 @@ def test_device_credentials_get_only_what_the_role_allows_and_need_a_valid_signa
     status, body = credentials_request(data_plane, aws_client, cores["core-1"], ALIAS, "core-1")
     assert status == 200, body
     credentials = body["credentials"]
-    device_s3 = boto3.client(
-        "s3",
-        endpoint_url=data_plane["endpoint"].url,
-        region_name="us-east-1",
-        aws_access_key_id=credentials["accessKeyId"],
-        aws_secret_access_key=credentials["secretAccessKey"],
-        aws_session_token=credentials["sessionToken"],
-    )
+    device_s3 = client_with(data_plane, "s3", credentials)
     got = device_s3.get_object(Bucket="artifacts", Key="greengrass/detector/code.zip")["Body"].read()
     assert got == b"greengrass/detector/code.zip"
     for call in (

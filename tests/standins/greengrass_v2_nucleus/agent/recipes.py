@@ -19,6 +19,11 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
+try:  # on the device the IPC stand-in is a module beside this one (lib/agent/)
+    from greengrass_ipc_server import topic_matches
+except ImportError:  # on the controller (unit tests)
+    from tests.standins.greengrass_ipc.server import topic_matches
+
 
 class Unsupported(Exception):
     """Something in a recipe or deployment that the stand-in does not implement (never silently skipped)."""
@@ -269,16 +274,6 @@ def merge_configuration(default: Any, update: Optional[dict]) -> Any:
 MQTT_PROXY = "aws.greengrass.ipc.mqttproxy"
 
 
-def mqtt_topic_matches(topic_filter: str, topic: str) -> bool:
-    filter_parts, topic_parts = topic_filter.split("/"), topic.split("/")
-    for index, part in enumerate(filter_parts):
-        if part == "#":
-            return True
-        if index >= len(topic_parts) or (part != "+" and part != topic_parts[index]):
-            return False
-    return len(filter_parts) == len(topic_parts)
-
-
 def resource_allows(resource: str, topic: str) -> bool:
     """ipc-iot-core-mqtt.md: a resource is a topic string, ``*`` for every topic, and "supports MQTT topic
     wildcards (# and +)"; the nucleus also takes ``*`` inside a resource as a glob (the page's policies and
@@ -288,7 +283,7 @@ def resource_allows(resource: str, topic: str) -> bool:
         return True
     if "*" in resource and fnmatch.fnmatchcase(topic, resource):
         return True
-    return ("#" in resource or "+" in resource) and mqtt_topic_matches(resource, topic)
+    return ("#" in resource or "+" in resource) and topic_matches(resource, topic)
 
 
 def ipc_allowed(access_control: dict, operation: str, topic: str) -> Tuple[bool, str]:
