@@ -66,6 +66,28 @@ def kept_on_failure(request, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def device_bed(name: str, count: int, endpoint: LocalAwsEndpoint | None = None) -> Iterator:
+    """`count` simulated devices for a test module (skipped without root), torn down after it; tied to this
+    process, so that the next `up` anywhere reaps them if pytest is killed. With `endpoint`, the devices' Greengrass
+    V2 nucleus is told where the bed's endpoint is (it then follows its deployments, as the demo's devices do)."""
+    import pytest
+
+    from tests.testbed.edge_devices import EdgeDeviceBed, build_image
+
+    if os.geteuid() != 0:
+        pytest.skip("simulated edge devices need root (overlay mounts, systemd-nspawn)")
+    build_image()  # a no-op when the image is cached
+    bed = EdgeDeviceBed(f"pytest-{os.getpid()}-{name}", count=count, tied_to_process=True)
+    bed.up()
+    try:
+        if endpoint is not None:
+            bed.write_endpoints(endpoint.device_endpoints())
+        yield bed
+    finally:
+        bed.down()
+
+
 # --------------------------------------------------------------------------- artefacts and runs
 
 

@@ -32,6 +32,7 @@ from tests.e2e.fleet import (
     SITE_PLAYBOOK,
     aws_clients,
     build_artefacts,
+    device_bed,
     expected_detections,
     host_vars_inventory,
     kept_on_failure,
@@ -39,7 +40,6 @@ from tests.e2e.fleet import (
     run_site,
 )
 from tests.e2e.greengrass_mqtt import Requester
-from tests.testbed.edge_devices import EdgeDeviceBed, build_image
 
 pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
 
@@ -70,17 +70,8 @@ def client(endpoint):
 
 @pytest.fixture(scope="module")
 def fleet(endpoint):
-    if os.geteuid() != 0:
-        pytest.skip("simulated edge devices need root (overlay mounts, systemd-nspawn)")
-    build_image()
-    bed = EdgeDeviceBed(f"pytest-{os.getpid()}-e2e-gg2", count=1, tied_to_process=True)
-    bed.up()
-    try:
-        # Where this bed serves the AWS host names the nucleus is configured with (the agent's "DNS").
-        bed.write_endpoints(endpoint.device_endpoints())
+    with device_bed("e2e-gg2", count=1, endpoint=endpoint) as bed:
         yield bed
-    finally:
-        bed.down()
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ from tests.e2e.fleet import (
     aws_clients,
     aws_inventory,
     build_artefacts,
+    device_bed,
     expected_detections,
     host_vars_inventory,
     inventory_generation,
@@ -45,7 +46,7 @@ from tests.e2e.fleet import (
     recording_endpoint,
     run_site,
 )
-from tests.testbed.edge_devices import EdgeDeviceBed, build_image
+from tests.testbed.edge_devices import EdgeDeviceBed
 
 pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
 
@@ -90,18 +91,9 @@ def client(endpoint):
 
 @pytest.fixture(scope="module")
 def fleet(endpoint):
-    if os.geteuid() != 0:
-        pytest.skip("simulated edge devices need root (overlay mounts, systemd-nspawn)")
-    build_image()  # a no-op when the image is cached
-    # tied: if this pytest is killed, the next `up` anywhere reaps the bed
-    bed = EdgeDeviceBed(f"pytest-{os.getpid()}-e2e-site-fleet", count=DEVICE_COUNT, tied_to_process=True)
-    bed.up()
-    try:
-        # The V2 device's nucleus follows its deployment through the bed and reports it (the demo does the same).
-        bed.write_endpoints(endpoint[0].device_endpoints())
+    # The V2 device's nucleus follows its deployment through the bed and reports it (the demo does the same).
+    with device_bed("e2e-site-fleet", count=DEVICE_COUNT, endpoint=endpoint[0]) as bed:
         yield bed
-    finally:
-        bed.down()
 
 
 @pytest.fixture(scope="module")
