@@ -428,24 +428,21 @@ class ObjectDetector:
             raise DetectorError(
                 "cannot decode the inline image ({} bytes, not a readable image file)".format(len(data))
             )
-        timing = OrderedDict([("decode_ms", _ms(started, time.perf_counter()))])
-        result = self.detect_image(image, timing)
-        timing["total_ms"] = _ms(started, time.perf_counter())
-        payload = OrderedDict([("image_path", None), ("image_bytes", len(data))])
-        payload.update(result)
-        payload["timing_ms"] = timing
-        return payload
+        return self._answer(image, started, OrderedDict([("image_path", None), ("image_bytes", len(data))]))
 
     def detect_file(self, image_path: str) -> Dict[str, Any]:
         started = time.perf_counter()
-        image = read_image(image_path)
+        return self._answer(read_image(image_path), started, OrderedDict([("image_path", image_path)]))
+
+    def _answer(self, image: np.ndarray, started: float, source: Dict[str, Any]) -> Dict[str, Any]:
+        """``source`` (where the image came from), then the detections and the timings since ``started``
+        (decoding included)."""
         timing = OrderedDict([("decode_ms", _ms(started, time.perf_counter()))])
         result = self.detect_image(image, timing)
         timing["total_ms"] = _ms(started, time.perf_counter())
-        payload = OrderedDict([("image_path", image_path)])
-        payload.update(result)
-        payload["timing_ms"] = timing
-        return payload
+        source.update(result)
+        source["timing_ms"] = timing
+        return source
 
 
 def _ms(start: float, end: float) -> float:

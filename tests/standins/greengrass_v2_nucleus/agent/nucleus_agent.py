@@ -104,6 +104,7 @@ class Nucleus:
         self.ipc = None
         self.stopped = threading.Event()
         self.state_file = os.path.join(root, "standin", "deployment.json")
+        self.previous = None  # type: Optional[dict]  # the components before the deployment being applied
 
     # --- connection ----------------------------------------------------------------------------------
 
@@ -277,7 +278,6 @@ class Nucleus:
             self.deploy(document)
         except DeploymentFailed as failure:
             LOG.error("deployment %s failed: %s", document.get("deploymentId"), failure)
-            rolled_back = ""
             if document.get("failureHandlingPolicy", "ROLLBACK") == "ROLLBACK":
                 rolled_back = "_ROLLBACK_COMPLETE" if self.roll_back() else "_ROLLBACK_NOT_REQUESTED"
             else:
@@ -365,9 +365,17 @@ class Nucleus:
                 "artifact %s: S3 GetObject HTTP %d %s" % (uri, error.code, error.read()[:300]), error_type="S3_ERROR"
             ) from None
 
-    def account(self, name: str):
-        user = pwd.getpwnam(name)
-        return user.pw_uid, grp.getgrnam(self.group).gr_gid if name == self.user else user.pw_gid
+    def component_user_ids(self) -> tuple:
+        """(uid, gid) of runWithDefault.posixUser, the user and group components run as."""
+        return pwd.getpwnam(self.user).pw_uid, grp.getgrnam(self.group).gr_gid
+
+    def artifact_folders(self, name: str, version: str) -> tuple:
+        """{artifacts:path} and {artifacts:decompressedPath} of a component version (component-recipe-reference.md)."""
+        packages = os.path.join(self.root, "packages")
+        return (
+            os.path.join(packages, "artifacts", name, version),
+            os.path.join(packages, "artifacts-unarchived", name, version),
+        )
 
     def prepare(self, name: str, recipe: dict, configuration_update, credentials_cache: list) -> Component:
         """Check the recipe, download and unarchive its artifacts: nothing runs yet."""
@@ -378,9 +386,8 @@ class Nucleus:
         default = ((recipe.get("ComponentConfiguration") or {}).get("DefaultConfiguration")) or {}
         configuration = recipes.merge_configuration(default, configuration_update)
         component = Component(name, version, recipe, configuration, manifest, steps)
-        artifacts = os.path.join(self.root, "packages", "artifacts", name, version)
-        unarchived = os.path.join(self.root, "packages", "artifacts-unarchived", name, version)
-        uid, gid = self.account(self.user)
+        artifacts, unarchived = self.artifact_folders(name, version)
+        uid, gid = self.component_user_ids()
         for artifact in manifest.get("Artifacts") or []:
             recipes.check_artifact(artifact, name)
             file_name = recipes.artifact_file_name(artifact["URI"])
@@ -422,20 +429,21 @@ class Nucleus:
         return component
 
     def paths(self, components: Dict[str, Component]) -> Dict[str, dict]:
-        return {
-            c.name: {
-                "artifacts:path": os.path.join(self.root, "packages", "artifacts", c.name, c.version),
-                "artifacts:decompressedPath": os.path.join(
-                    self.root, "packages", "artifacts-unarchived", c.name, c.version
-                ),
+        paths = {}
+        for c in components.values():
+            artifacts, unarchived = self.artifact_folders(c.name, c.version)
+            paths[c.name] = {
+                "artifacts:path": artifacts,
+                "artifacts:decompressedPath": unarchived,
                 "work:path": os.path.join(self.root, "work", c.name),
                 "configuration": c.configuration,
             }
-            for c in components.values()
-        }
+        return paths
 
-    def kernel_variables(self) -> Dict[str, str]:
-        return {"kernel:rootPath": self.root, "iot:thingName": self.thing}
+    def interpolate(self, component: Component, text: str, paths: Dict[str, dict]) -> str:
+        kernel = {"kernel:rootPath": self.root, "iot:thingName": self.thing}
+        dependencies = set(component.recipe.get("ComponentDependencies") or {})
+        return recipes.interpolate(text, component.name, paths, kernel, dependencies)
 
     def environment(self, component: Component, step: dict, paths: Dict[str, dict]) -> Dict[str, str]:
         """The nucleus's environment for component processes (component-environment-variables.md) plus the
@@ -450,20 +458,17 @@ class Nucleus:
             "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": os.path.join(self.root, "ipc.socket"),
             "HOME": paths[component.name]["work:path"],
         }
-        dependencies = set((component.recipe.get("ComponentDependencies") or {}))
         for source in (component.steps.get("Setenv") or {}, step.get("Setenv") or {}):
             for key, value in source.items():
-                value = recipes.interpolate(str(value), component.name, paths, self.kernel_variables(), dependencies)
-                env[str(key)] = value
+                env[str(key)] = self.interpolate(component, str(value), paths)
         return env
 
     def spawn(self, component: Component, step_name: str, paths: Dict[str, dict]) -> subprocess.Popen:
         step = component.steps[step_name]
-        dependencies = set((component.recipe.get("ComponentDependencies") or {}))
-        script = recipes.interpolate(step["Script"], component.name, paths, self.kernel_variables(), dependencies)
+        script = self.interpolate(component, step["Script"], paths)
         env = self.environment(component, step, paths)
         work = paths[component.name]["work:path"]
-        uid, gid = self.account(self.user)
+        uid, gid = self.component_user_ids()
         os.makedirs(work, exist_ok=True)
         os.chown(work, uid, gid)
         os.chmod(work, 0o700)
@@ -610,7 +615,7 @@ class Nucleus:
 
     def roll_back(self) -> bool:
         """Back to the previous deployment's components (deployment's failureHandlingPolicy ROLLBACK)."""
-        previous = getattr(self, "previous", None)
+        previous = self.previous
         if previous is None:
             return False
         LOG.info("rolling back to %s", previous["components"])
