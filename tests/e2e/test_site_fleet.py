@@ -337,12 +337,16 @@ def test_smoke_test_detects_the_sample_boxes_on_a_device(smoke_run, extra_vars_f
             assert found[label] == pytest.approx(box, abs=1e-3), f"{v2_host} {label}: {found[label]} != {box}"
 
     sample_path = json.loads(extra_vars_file.read_text())["smoke_test_image"]
-    annotated_path = results / f"{host}-annotated.png"
-    assert annotated_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "the annotated image is not a PNG"
+    for annotated_path in [results / f"{host}-annotated.png", *(results / f"{h}-mqtt-annotated.png" for h in V2_HOSTS)]:
+        assert_boxes_drawn_on(annotated_path, sample_path)
+
+
+def assert_boxes_drawn_on(annotated_path: Path, sample_path: str) -> None:
+    assert annotated_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{annotated_path.name} is not a PNG"
     annotated, sample = cv2.imread(str(annotated_path)), cv2.imread(sample_path)
     assert annotated is not None, f"OpenCV cannot read {annotated_path}"
-    assert annotated.shape == sample.shape, f"annotated {annotated.shape} vs sample {sample.shape}"
-    assert not np.array_equal(annotated, sample), "nothing was drawn on the annotated image"
+    assert annotated.shape == sample.shape, f"{annotated_path.name}: {annotated.shape} vs sample {sample.shape}"
+    assert not np.array_equal(annotated, sample), f"nothing was drawn on {annotated_path.name}"
 
 
 # --------------------------------------------------------------------------- 5. secrets
