@@ -19,10 +19,7 @@ Only the identity step is measured (its calls are most of a device's IoT calls);
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,23 +30,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.integration.test_iot_device_identity_interrupted import make_csr, public_key  # noqa: E402
-from tests.roles.playbook_json import playbook_aws_client_config  # noqa: E402
+from tests.roles.playbook_json import playbook_aws_client_config, run_module_process  # noqa: E402
 from tests.testbed.aws_endpoint import LocalAwsEndpoint  # noqa: E402
 from tests.testbed.fault_proxy import FaultPlan, FaultProxy  # noqa: E402
 
-MODULE = "ansible_collections.edgeml.greengrass.plugins.modules.iot_device_identity"
 FORKS = 5
 
 
 def run_module(args: dict, folder: Path) -> dict:
-    args_file = folder / f"{args['thing_name']}.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / ".collections"))
-    done = subprocess.run([sys.executable, "-m", MODULE, str(args_file)], capture_output=True, text=True, env=env)
-    try:
-        return json.loads(done.stdout)
-    except json.JSONDecodeError:
-        return {"failed": True, "msg": done.stderr[-500:]}
+    return run_module_process("iot_device_identity", args, folder / f"{args['thing_name']}.json", timeout=None)
 
 
 def endpoint_holds_exactly(iot, devices: dict) -> bool:

@@ -25,7 +25,7 @@ import re
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry, client_token
 
 try:
     import botocore
@@ -731,11 +731,18 @@ def get_deployment_status(client, group_id, deployment_id):
     return status
 
 
-@aws_retry()
 def create_deployment(client, group_id, version_id, deployment_type="NewDeployment", deployment_id=None):
+    """CreateDeployment with one X-Amzn-Client-Token for all its retries: the model says it is idempotent with
+    respect to that token and the parameters, so a lost response does not make a second deployment."""
     arguments = {"GroupId": group_id, "GroupVersionId": version_id, "DeploymentType": deployment_type}
     if deployment_id:
         arguments["DeploymentId"] = deployment_id
+    arguments["AmznClientToken"] = client_token()
+    return _create_deployment(client, arguments)
+
+
+@aws_retry()
+def _create_deployment(client, arguments):
     result = client.create_deployment(**arguments)
     result.pop("ResponseMetadata", None)
     return result

@@ -30,7 +30,7 @@ from ansible.module_utils.common.yaml import HAS_YAML, yaml_load
 from ansible.module_utils.six import string_types
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry, client_token
 
 RECIPE_FORMAT_VERSION = "2020-01-25"
 # The tag that carries a component version's content hash, so a re-run can tell "same content"
@@ -436,11 +436,15 @@ def get_component_recipe(client, version_arn):
     return json.loads(recipe.decode("utf-8") if isinstance(recipe, bytes) else recipe)
 
 
-@aws_retry()
 def create_component_version(client, recipe, tags):
-    return client.create_component_version(
-        inlineRecipe=json.dumps(recipe, sort_keys=True).encode("utf-8"), tags=tags or {}
-    )
+    """CreateComponentVersion with one clientToken for all its retries (the service then answers a repeat of a
+    create whose response was lost with that create's answer, instead of ConflictException)."""
+    return _create_component_version(client, json.dumps(recipe, sort_keys=True).encode("utf-8"), tags, client_token())
+
+
+@aws_retry()
+def _create_component_version(client, inline_recipe, tags, token):
+    return client.create_component_version(inlineRecipe=inline_recipe, tags=tags or {}, clientToken=token)
 
 
 @aws_retry()
@@ -478,9 +482,14 @@ def get_deployment(client, deployment_id):
         return None
 
 
-@aws_retry()
 def create_deployment(client, request):
-    return client.create_deployment(**request)
+    """CreateDeployment with one clientToken for all its retries: a lost response does not make a second one."""
+    return _create_deployment(client, request, client_token())
+
+
+@aws_retry()
+def _create_deployment(client, request, token):
+    return client.create_deployment(clientToken=token, **request)
 
 
 @aws_retry()

@@ -25,6 +25,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import uuid
+
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 RETRYABLE_ERROR_CODES = (
@@ -44,3 +46,14 @@ def aws_retry(**kwargs):
     """``AWSRetry.jittered_backoff`` with the codes above; keyword arguments as jittered_backoff's."""
     extra = list(RETRYABLE_ERROR_CODES) + list(kwargs.pop("catch_extra_error_codes", None) or [])
     return AWSRetry.jittered_backoff(catch_extra_error_codes=extra, **kwargs)
+
+
+def client_token():
+    """A fresh client token for one create, to be passed unchanged to every retry of it.
+
+    botocore keeps an idempotency token across its own retries, but each retry of ``aws_retry()`` above is a new
+    API call with a new token, so a create whose response was lost would be made twice. One token per create and
+    per run (not derived from the request): a token derived from the content would, within the service's cache
+    window, answer a later identical create with the old result, even after that resource was deleted.
+    """
+    return str(uuid.uuid4())

@@ -329,6 +329,50 @@ def test_timestamps_are_recent(clean_aws, gg2):
     assert datetime.timedelta(0) <= age < datetime.timedelta(minutes=1)
 
 
+def test_client_tokens_make_creates_idempotent(clean_aws, gg2, aws_client):
+    """clientToken (V2 model): a repeat with a successful create's token gets that create's answer and creates
+    nothing; without a token, or with another one, a repeat is a new request; the same token with other request
+    members is refused (the bed's choice where the model is silent)."""
+    recipe = json.dumps(RECIPE).encode()
+    first = gg2.create_component_version(inlineRecipe=recipe, clientToken="component-1")
+    again = gg2.create_component_version(inlineRecipe=recipe, clientToken="component-1")
+    assert again["arn"] == first["arn"] and again["creationTimestamp"] == first["creationTimestamp"]
+    with pytest.raises(ClientError) as new_token:
+        gg2.create_component_version(inlineRecipe=recipe, clientToken="component-2")
+    assert _error_code(new_token) == "ConflictException"  # a new request for an existing version
+    other = json.dumps(dict(RECIPE, ComponentVersion="1.0.1")).encode()
+    with pytest.raises(ClientError) as mismatch:
+        gg2.create_component_version(inlineRecipe=other, clientToken="component-1")
+    assert _error_code(mismatch) == "ConflictException"
+
+    target = _group_with_things(aws_client("iot"), "token-fleet", ["token-1"])
+    request = {"targetArn": target, "components": {"com.example.Hello": {"componentVersion": "1.0.0"}}}
+    deployment = gg2.create_deployment(clientToken="deployment-1", **request)
+    repeated = gg2.create_deployment(clientToken="deployment-1", **request)
+    assert (repeated["deploymentId"], repeated["iotJobId"]) == (deployment["deploymentId"], deployment["iotJobId"])
+    assert len(gg2.list_deployments(targetArn=target, historyFilter="ALL")["deployments"]) == 1
+    assert gg2.create_deployment(**request)["deploymentId"] != deployment["deploymentId"]
+    assert len(gg2.list_deployments(targetArn=target, historyFilter="ALL")["deployments"]) == 2
+
+
+def test_greengrass_v1_deployment_is_idempotent_for_its_client_token(clean_aws, aws_client):
+    """V1 model: "CreateDeployment requests are idempotent with respect to the X-Amzn-Client-Token token and the
+    request parameters"."""
+    iot, v1 = aws_client("iot"), aws_client("greengrass")
+    thing = iot.create_thing(thingName="token-core")
+    certificate = iot.create_keys_and_certificate(setAsActive=True)
+    core = {"Cores": [{"Id": "core", "ThingArn": thing["thingArn"], "CertificateArn": certificate["certificateArn"]}]}
+    core_version = v1.create_core_definition(Name="token-core", InitialVersion=core)["LatestVersionArn"]
+    group = v1.create_group(Name="token-group", InitialVersion={"CoreDefinitionVersionArn": core_version})
+    deploy = {"GroupId": group["Id"], "GroupVersionId": group["LatestVersion"], "DeploymentType": "NewDeployment"}
+
+    first = v1.create_deployment(AmznClientToken="deploy-1", **deploy)["DeploymentId"]
+    assert v1.create_deployment(AmznClientToken="deploy-1", **deploy)["DeploymentId"] == first
+    assert v1.create_deployment(AmznClientToken="deploy-2", **deploy)["DeploymentId"] != first
+    assert v1.create_deployment(**deploy)["DeploymentId"] != first
+    assert len(v1.list_deployments(GroupId=group["Id"])["Deployments"]) == 3
+
+
 def test_greengrass_v1_still_answers_beside_v2(clean_aws, gg2, aws_client):
     v1 = aws_client("greengrass")
     group = v1.create_group(Name="v1-group")

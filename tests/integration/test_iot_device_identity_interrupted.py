@@ -14,9 +14,6 @@ call is what issue 14's fault proxy will do; these tests pin the state each kill
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,13 +22,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.roles.playbook_json import playbook_aws_client_config
+from tests.roles.playbook_json import playbook_aws_client_config, run_module_process
 from tests.testbed.fault_proxy import FaultPlan, FaultProxy
 
 pytestmark = pytest.mark.aws
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODULE = "ansible_collections.edgeml.greengrass.plugins.modules.iot_device_identity"
 THING = "cam-1"
 POLICY = f"{THING}-policy"
 
@@ -51,13 +46,7 @@ def public_key(pem: str) -> bytes:
 
 def module_process(tmp_path: Path, args: dict) -> dict:
     """Run iot_device_identity once, as Ansible's module process does (arguments file), and return its JSON."""
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / ".collections"))
-    done = subprocess.run(
-        [sys.executable, "-m", MODULE, str(args_file)], capture_output=True, text=True, env=env, timeout=300
-    )
-    return json.loads(done.stdout)
+    return run_module_process("iot_device_identity", args, tmp_path / "args.json")
 
 
 @pytest.fixture

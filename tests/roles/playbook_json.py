@@ -109,3 +109,22 @@ def playbook_aws_client_config(**inventory_vars) -> dict:
         return yaml.safe_load(jinja2.Environment().from_string(value).render(**inventory_vars))  # noqa: S701
 
     return render(document["__edgeml_aws_client_config"])
+
+
+def run_module_process(module: str, args: dict, args_file: Path, timeout: int = 300) -> dict:
+    """Run one of the collection's modules once as Ansible's module process does (its arguments file, the
+    collection on PYTHONPATH) and return its JSON result; a process that printed no JSON reads as failed with
+    its stderr's tail. ``module`` is the short name (``iot_device_identity``)."""
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / ".collections"))
+    done = subprocess.run(
+        [sys.executable, "-m", f"ansible_collections.edgeml.greengrass.plugins.modules.{module}", str(args_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError:
+        return {"failed": True, "msg": f"rc={done.returncode}, no JSON result: {done.stderr[-2000:]}"}

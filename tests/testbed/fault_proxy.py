@@ -9,6 +9,10 @@ against exceptions raised in-process:
 - ``lost``: forwarded and executed by the endpoint, then answered with the service's internal error instead of the
   endpoint's answer (a response lost on the way back: the client's retry repeats a write that already happened).
 
+Faults are drawn at random (seeded shares per kind), or aimed: a ``FaultRule`` gives one kind of fault to the first
+N requests whose method and path match (``FaultRule("lost", "POST", r"/greengrass/v2/deployments$")``: the first
+CreateDeployment is executed and its answer lost). Aimed rules are applied before the random draw.
+
 Error responses per protocol, as botocore parses them (and as the services send them):
 - rest-json (IoT, Greengrass V1/V2, Lambda): status from the error shape's ``httpStatusCode`` in the service's
   botocore model, ``x-amzn-ErrorType: <Code>`` header and ``{"message": ...}`` body. IoT ``ThrottlingException``
@@ -21,7 +25,8 @@ Error responses per protocol, as botocore parses them (and as the services send 
 - query (IAM, STS): ``400 Throttling`` and ``500 ServiceFailure`` (IAM) / ``InternalFailure`` (STS) in an
   ``<ErrorResponse><Error>`` body (Common Errors page).
 
-The service of a request is read from its SigV4 credential scope. Not emulated: throttling that depends on the
+The service of a request is read from its SigV4 credential scope (Greengrass V2, which signs as ``greengrass`` like
+V1, by its ``/greengrass/v2/`` paths). Not emulated: throttling that depends on the
 request rate (the faults are a fixed share, seeded), partial or slow responses, connection resets.
 """
 
@@ -59,6 +64,25 @@ class Injected:
 
 
 @dataclass
+class FaultRule:
+    """The first ``times`` requests matching ``method`` and the ``path`` regex (searched in the path without its
+    query string) get ``fault``."""
+
+    fault: str
+    method: str
+    path: str
+    times: int = 1
+
+    def __post_init__(self):
+        if self.fault not in ("throttle", "error", "lost"):
+            raise ValueError(f"fault must be throttle, error or lost, not {self.fault!r}")
+        self._path = re.compile(self.path)
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.times > 0 and method == self.method and bool(self._path.search(path.split("?", 1)[0]))
+
+
+@dataclass
 class FaultPlan:
     """Shares of requests (0..1) to fault, per kind; only for the services named (all known ones when empty)."""
 
@@ -67,6 +91,7 @@ class FaultPlan:
     lost: float = 0.0
     services: tuple[str, ...] = ()
     seed: int = 0
+    rules: list[FaultRule] = field(default_factory=list)
     log: list[Injected] = field(default_factory=list)
     forwarded: int = 0
 
@@ -74,10 +99,14 @@ class FaultPlan:
         self._random = random.Random(self.seed)  # noqa: S311 (seeded on purpose: a run can be replayed)
         self._lock = threading.Lock()
 
-    def draw(self, service: str) -> str | None:
+    def draw(self, service: str, method: str = "", path: str = "") -> str | None:
         if service not in SERVICE_ERRORS or (self.services and service not in self.services):
             return None
         with self._lock:
+            for rule in self.rules:
+                if rule.matches(method, path):
+                    rule.times -= 1
+                    return rule.fault
             roll = self._random.random()
         if roll < self.throttle:
             return "throttle"
@@ -137,7 +166,9 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 match = SCOPE_RE.search(self.headers.get("Authorization", ""))
                 service = match.group(1) if match else ""
-                fault = proxy.plan.draw(service)
+                if service == "greengrass" and self.path.startswith("/greengrass/v2/"):
+                    service = "greengrassv2"  # V1 and V2 share the signing name; only V2's paths start so
+                fault = proxy.plan.draw(service, self.command, self.path)
                 if fault is not None:
                     proxy.plan.log.append(Injected(service, self.command, self.path, fault))
                 if fault in ("throttle", "error"):

@@ -25,6 +25,10 @@ would, whatever client sent it):
   ListCoreDevices (thingGroupArn and status filters through the emulated IoT's group
     membership), GetCoreDevice, ListEffectiveDeployments (``ListEffectiveDeploymentsForCoreDevice``).
   ``maxResults``/``nextToken`` paging on every list.
+  ``clientToken`` idempotency of CreateComponentVersion and CreateDeployment (``idempotency_cached``): the model's
+    clientToken documentation says a repeated request with the token of a successful one gets "the successful
+    response that it caches from the previous request", for up to 8 hours. Not documented, so the bed's choice: the
+    same token with other request members is refused with ``ConflictException`` (the stricter answer).
 
 A deployment creates its IoT job in the endpoint (the ``iotJobId`` it returns; a newer deployment to the same
 target cancels the previous job), which the bed's data plane serves to devices over MQTT
@@ -32,7 +36,7 @@ target cancels the previous job), which the bed's data plane serves to devices o
 
 NOT emulated: public (AWS-published) components and their catalog, ``lambdaFunction`` recipe
 sources, component platform resolution and dependency resolution, ``ServiceQuotaExceeded``,
-``clientToken`` idempotency, the jobs' rollout, abort and timeout settings (stored and returned,
+the jobs' rollout, abort and timeout settings (stored and returned,
 never executed), client devices, tags APIs
 (``TagResource``/``ListTagsForResource``; tags given at creation are stored and returned),
 multiple accounts (everything lives in moto's default account), IAM authorization.
@@ -121,6 +125,35 @@ class _State:
         self.core_devices: dict[str, dict] = {}
         self.reports: dict[tuple[str, str | None], dict] = {}  # (thing, deployment id or None)
         self.effective: dict[tuple[str, str], dict] = {}  # (thing, deployment id) -> execution
+        # (operation, clientToken) -> (request members without the token, cached answer, time)
+        self.idempotent_answers: dict[tuple[str, str], tuple[dict, tuple[int, dict], float]] = {}
+
+
+IDEMPOTENCY_CACHE_SECONDS = 8 * 3600
+
+
+def idempotency_cached(operation):
+    """A create that answers a repeated ``clientToken`` with the first success's answer (see the module docstring)."""
+
+    @functools.wraps(operation)
+    def create(request, state: _State, region: str):
+        body = json.loads(request.get_data() or b"{}")
+        token = body.pop("clientToken", None)
+        if token is None:
+            return operation(request, state, region)
+        key = (operation.__name__, token)
+        cached = state.idempotent_answers.get(key)
+        if cached and _now() - cached[2] < IDEMPOTENCY_CACHE_SECONDS:
+            if cached[0] != body:
+                raise ServiceError(
+                    "ConflictException", "clientToken %s was used with other request members" % token, token, "token"
+                )
+            return cached[1]
+        answer = operation(request, state, region)
+        state.idempotent_answers[key] = (body, answer, _now())
+        return answer
+
+    return create
 
 
 def _region(request) -> str:
@@ -229,6 +262,7 @@ def _resolve_artifacts(recipe: dict) -> dict:
     return errors
 
 
+@idempotency_cached
 def create_component_version(request, state: _State, region: str):
     body = json.loads(request.get_data() or b"{}")
     if "lambdaFunction" in body:
@@ -457,6 +491,7 @@ def _cancel_deployment_job(region: str, record: dict) -> None:
             execution.status = "CANCELED"
 
 
+@idempotency_cached
 def create_deployment(request, state: _State, region: str):
     from moto.core import DEFAULT_ACCOUNT_ID
 

@@ -39,6 +39,10 @@ Fix 2 - Greengrass V1 definition reads (moto 5.2.x), see ``apply_greengrass_fixe
        same behaviour as moto's other definition kinds: create (with an initial version),
        list, get, delete, create/list/get versions, and group versions that keep the
        logger definition version ARN (an unknown one is refused as for the other kinds).
+    e) CreateDeployment ignores ``X-Amzn-Client-Token``; the service model says "CreateDeployment requests are
+       idempotent with respect to the X-Amzn-Client-Token token and the request parameters": a repeat with the
+       same token and parameters now answers the first deployment (kept with the backend, so reset forgets it).
+       The other V1 creates take the token only "to correlate requests and responses" (model): not idempotent.
 
 Test-bed control - the device side of a Greengrass V1 deployment:
     Nothing plays a Greengrass core here, so stock moto reports every deployment
@@ -194,6 +198,21 @@ def apply_greengrass_fixes() -> None:
     )
 
     _add_logger_definitions(gg_models, gg_urls, GreengrassResponse, json)
+
+    # Fix 2e: CreateDeployment is idempotent with respect to the client token and the request parameters.
+    original_create_deployment = GreengrassResponse.create_deployment
+
+    def create_deployment(self):
+        token = self.headers.get("X-Amzn-Client-Token")
+        if not token:
+            return original_create_deployment(self)
+        key = (token, self.path.split("/")[-2], self.body if isinstance(self.body, str) else self.body.decode())
+        answers = self.greengrass_backend.__dict__.setdefault("_testbed_idempotent_deployments", {})
+        if key not in answers:
+            answers[key] = original_create_deployment(self)
+        return answers[key]
+
+    GreengrassResponse.create_deployment = create_deployment
 
     # Test-bed control: the device side's report on a deployment.
     original_get_status = backend_cls.get_deployment_status

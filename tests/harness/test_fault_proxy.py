@@ -1,0 +1,55 @@
+"""The fault proxy's aimed rules hit exactly the requests they name, with the error of the service they belong to."""
+
+from __future__ import annotations
+
+import botocore.config
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
+
+pytestmark = pytest.mark.aws
+
+NO_RETRIES = botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+
+def test_a_rule_takes_its_first_matches_only():
+    rule = FaultRule("lost", "POST", r"^/greengrass/v2/deployments$", times=2)
+    plan = FaultPlan(rules=[rule])
+    assert plan.draw("greengrassv2", "GET", "/greengrass/v2/deployments") is None  # other method
+    assert plan.draw("greengrassv2", "POST", "/greengrass/v2/deployments/x/cancel") is None  # other path
+    assert plan.draw("greengrassv2", "POST", "/greengrass/v2/deployments?x=1") == "lost"  # query ignored
+    assert plan.draw("greengrassv2", "POST", "/greengrass/v2/deployments") == "lost"
+    assert plan.draw("greengrassv2", "POST", "/greengrass/v2/deployments") is None  # used up
+    with pytest.raises(ValueError, match="fault must be"):
+        FaultRule("drop", "POST", "/")
+
+
+def test_greengrass_v1_and_v2_get_their_own_throttling_error(clean_aws, boto_session):
+    """Both sign as "greengrass"; V2 throttles with 429 ThrottlingException, V1 with the common 400 one."""
+    rules = [
+        FaultRule("throttle", "GET", r"^/greengrass/v2/components$"),
+        FaultRule("throttle", "GET", r"^/greengrass/groups$"),
+    ]
+    with FaultProxy(clean_aws.url, FaultPlan(rules=rules)) as proxy:
+        v2 = boto_session.client("greengrassv2", endpoint_url=proxy.url, config=NO_RETRIES)
+        v1 = boto_session.client("greengrass", endpoint_url=proxy.url, config=NO_RETRIES)
+        with pytest.raises(ClientError) as v2_error:
+            v2.list_components()
+        with pytest.raises(ClientError) as v1_error:
+            v1.list_groups()
+        assert v2.list_components()["components"] == [] and v1.list_groups()["Groups"] == []  # rules used up
+    assert (
+        v2_error.value.response["ResponseMetadata"]["HTTPStatusCode"],
+        v2_error.value.response["Error"]["Code"],
+    ) == (
+        429,
+        "ThrottlingException",
+    )
+    assert (
+        v1_error.value.response["ResponseMetadata"]["HTTPStatusCode"],
+        v1_error.value.response["Error"]["Code"],
+    ) == (
+        400,
+        "ThrottlingException",
+    )
