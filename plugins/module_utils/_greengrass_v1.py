@@ -813,6 +813,16 @@ def owned_definition(client, kind, group_name, version_arn):
     }
 
 
+def unclaimed_definitions(client, kind, group_name, claimed_ids):
+    """Definitions named after the group that no version of it uses (``claimed_ids``), newest first, each as
+    ``owned_definition`` describes one: what a run interrupted between creating definitions and the group version
+    that uses them (or a create retried after its response was lost) leaves behind."""
+    name = definition_name(group_name, kind)
+    found = [d for d in list_definitions(client, kind) if d.get("Name") == name and d.get("Id") not in claimed_ids]
+    found.sort(key=lambda d: d.get("CreationTimestamp") or "", reverse=True)
+    return [owned_definition(client, kind, group_name, d["LatestVersionArn"]) for d in found if d.get("LatestVersionArn")]
+
+
 def snake_content(value):
     """A definition's content with Ansible-style keys; environment variable names are kept as they are."""
     if isinstance(value, dict):

@@ -417,6 +417,20 @@ definition_actions:
   returned: when O(state=present)
   type: dict
   sample: {core: keep, function: keep, resource: keep, subscription: new_version}
+adopted_definitions:
+  description:
+    - Per kind, the id of a definition named after the group that no version of it used and that this run took
+      instead of creating one (left by a run interrupted before its group version, or by a retried create).
+  returned: when O(state=present)
+  type: dict
+  sample: {core: 4f3e2a1b-0000-4000-8000-000000000001}
+deleted_orphan_definitions:
+  description:
+    - Other unused definitions named after the group, deleted (or, in check mode, to be deleted) by this run.
+  returned: when O(state=present)
+  type: list
+  elements: dict
+  sample: [{kind: core, id: 4f3e2a1b-0000-4000-8000-000000000002, name: edge-01-group-core}]
 role_arn:
   description: The group role after the run (null when none).
   returned: when O(state=present)
@@ -430,7 +444,9 @@ deleted:
       description: Id of the deleted group.
       type: str
     definitions:
-      description: Deleted definitions as C({kind, id, name}).
+      description:
+        - Deleted definitions as C({kind, id, name}) - those the group's versions used, and those named after the
+          group that none used (left by an interrupted run), also when the group itself does not exist.
       type: list
       elements: dict
     deployments_reset:
@@ -631,6 +647,8 @@ class GroupRun:
             arn = current_definition.get(gg.KINDS[kind]["group_key"])
             if arn:
                 owned[kind] = gg.owned_definition(self.client, kind, self.name, arn)
+        before_definitions = dict((kind, owned[kind]["content"]) for kind in owned if owned[kind])
+        adopted, orphans = self._adopt_unclaimed(group, desired, owned)
 
         actions = {}
         arns = {}
@@ -668,10 +686,13 @@ class GroupRun:
         # The run succeeded: what it created now belongs to the group.
         self.created_definitions = []
         self.created_group_id = None
+        if not self.module.check_mode:
+            for orphan in orphans:
+                gg.delete_definition(self.client, orphan["kind"], orphan["id"])
 
         before = {
             "definitions": dict(
-                (kind, gg.normalize_definition(kind, owned[kind]["content"])) for kind in owned if owned[kind]
+                (kind, gg.normalize_definition(kind, content)) for kind, content in before_definitions.items()
             ),
             "role_arn": self._current_role,
         }
@@ -680,13 +701,35 @@ class GroupRun:
             "role_arn": role_arn,
         }
         self.module.exit_json(
-            changed=needs_group_version or role_changed,
+            changed=needs_group_version or role_changed or bool(orphans),
             group=gg.group_summary(group),
             definition_versions=dict((kind, arns[kind]) for kind in gg.KIND_ORDER if desired.get(kind)),
             definition_actions=actions,
+            adopted_definitions=adopted,
+            deleted_orphan_definitions=orphans,
             role_arn=role_arn,
             diff={"before": before, "after": after},
         )
+
+    def _adopt_unclaimed(self, group, desired, owned):
+        """For each kind the group needs but its current version does not hold one of its own: the newest
+        definition named after the group that no version of it uses is taken (``owned[kind]`` is set to it, so it
+        is kept or given a new version, never made again); the other unclaimed ones are returned for deletion.
+        A run killed after creating definitions and before the group (version) that uses them leaves these."""
+        missing = [kind for kind in gg.KIND_ORDER if desired.get(kind) is not None and not owned.get(kind)]
+        if not missing:
+            return {}, []
+        claimed = set()
+        if group is not None:
+            claimed = set(d["id"] for d in self._owned_definitions_of_every_version(group))
+        adopted, orphans = {}, []
+        for kind in missing:
+            unclaimed = [d for d in gg.unclaimed_definitions(self.client, kind, self.name, claimed) if d]
+            if unclaimed:
+                owned[kind] = unclaimed[0]
+                adopted[kind] = unclaimed[0]["id"]
+                orphans.extend({"kind": kind, "id": d["id"], "name": d["name"]} for d in unclaimed[1:])
+        return adopted, orphans
 
     def _role(self, group):
         wanted = self.params.get("role_arn")
@@ -703,10 +746,26 @@ class GroupRun:
 
     def absent(self):
         group = gg.find_group(self.client, name=self.name)
+        definitions = self._owned_definitions_of_every_version(group) if group else []
+        # Definitions named after the group that no version of it uses (an interrupted run's) go with it.
+        claimed = set(d["id"] for d in definitions)
+        for kind in gg.KIND_ORDER:
+            definitions.extend(
+                {"kind": kind, "id": d["id"], "name": d["name"]}
+                for d in gg.unclaimed_definitions(self.client, kind, self.name, claimed)
+                if d
+            )
         if group is None:
-            self.module.exit_json(changed=False, group={}, deleted={}, diff={"before": {}, "after": {}})
+            if not self.module.check_mode:
+                for definition in definitions:
+                    gg.delete_definition(self.client, definition["kind"], definition["id"])
+            self.module.exit_json(
+                changed=bool(definitions),
+                group={},
+                deleted={"definitions": definitions} if definitions else {},
+                diff={"before": {"definitions": definitions} if definitions else {}, "after": {}},
+            )
 
-        definitions = self._owned_definitions_of_every_version(group)
         deployments = gg.sort_deployments(gg.list_deployments(self.client, group["Id"]))
         needs_reset = bool(deployments) and deployments[0].get("DeploymentType") not in (
             "ResetDeployment",

@@ -9,6 +9,9 @@ against exceptions raised in-process:
 - ``lost``: forwarded and executed by the endpoint, then answered with the service's internal error instead of the
   endpoint's answer (a response lost on the way back: the client's retry repeats a write that already happened).
 
+- ``hold``: (aimed rules only) the request is held, never forwarded, until ``FaultProxy.release()``, then
+  answered with the internal error: a test kills the client while it waits, at a known point of its run.
+
 Faults are drawn at random (seeded shares per kind), or aimed: a ``FaultRule`` gives one kind of fault to the first
 N requests whose method and path match (``FaultRule("lost", "POST", r"/greengrass/v2/deployments$")``: the first
 CreateDeployment is executed and its answer lost). Aimed rules are applied before the random draw.
@@ -37,6 +40,7 @@ import json
 import random
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -74,8 +78,8 @@ class FaultRule:
     times: int = 1
 
     def __post_init__(self):
-        if self.fault not in ("throttle", "error", "lost"):
-            raise ValueError(f"fault must be throttle, error or lost, not {self.fault!r}")
+        if self.fault not in ("throttle", "error", "lost", "hold"):
+            raise ValueError(f"fault must be throttle, error, lost or hold, not {self.fault!r}")
         self._path = re.compile(self.path)
 
     def matches(self, method: str, path: str) -> bool:
@@ -151,6 +155,21 @@ class FaultProxy:
         self._server = ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://{host}:{self._server.server_address[1]}"
+        self.released = threading.Event()
+
+    def release(self) -> None:
+        """Answer the held requests (and hold no more)."""
+        self.released.set()
+
+    def wait_for(self, fault: str, timeout: float = 60.0) -> Injected:
+        """The first logged request that got ``fault``, waiting for it up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [entry for entry in self.plan.log if entry.fault == fault]
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise TimeoutError(f"no request got {fault!r} within {timeout} s; injected: {self.plan.log}")
 
     def _handler(self):
         proxy = self
@@ -171,6 +190,9 @@ class FaultProxy:
                 fault = proxy.plan.draw(service, self.command, self.path)
                 if fault is not None:
                     proxy.plan.log.append(Injected(service, self.command, self.path, fault))
+                if fault == "hold":
+                    proxy.released.wait(timeout=300)
+                    return self._answer(*error_response(service, "error"))
                 if fault in ("throttle", "error"):
                     return self._answer(*error_response(service, fault))
                 upstream = http.client.HTTPConnection(*proxy.upstream, timeout=60)
@@ -206,5 +228,6 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc):
+        self.release()
         self._server.shutdown()
         self._server.server_close()
