@@ -53,3 +53,31 @@ def test_greengrass_v1_and_v2_get_their_own_throttling_error(clean_aws, boto_ses
         400,
         "ThrottlingException",
     )
+
+
+def test_reject_is_the_services_bad_request_and_is_not_retried(clean_aws, boto_session):
+    rules = [FaultRule("reject", "GET", r"^/greengrass/v2/components$")]
+    plan = FaultPlan(rules=rules)
+    with FaultProxy(clean_aws.url, plan) as proxy:
+        v2 = boto_session.client("greengrassv2", endpoint_url=proxy.url)  # botocore's default retries
+        with pytest.raises(ClientError) as rejected:
+            v2.list_components()
+    assert rejected.value.response["Error"]["Code"] == "ValidationException"
+    assert rejected.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert rejected.value.response["ResponseMetadata"]["RetryAttempts"] == 0
+    assert [entry.fault for entry in plan.log] == ["reject"]
+
+
+def test_answers_pass_through_unchanged_head_included(clean_aws, boto_session):
+    """What the proxy does not fault reaches the client as the endpoint sent it: S3 HeadObject's Content-Length is
+    the object's size (a proxy answering 0 would change every artifact fingerprint the collection computes)."""
+    direct = boto_session.client("s3", endpoint_url=clean_aws.url)
+    direct.create_bucket(Bucket="proxy-passthrough")
+    direct.put_object(Bucket="proxy-passthrough", Key="blob", Body=b"x" * 1234)
+    with FaultProxy(clean_aws.url, FaultPlan()) as proxy:
+        proxied = boto_session.client("s3", endpoint_url=proxy.url)
+        head = proxied.head_object(Bucket="proxy-passthrough", Key="blob")
+        body = proxied.get_object(Bucket="proxy-passthrough", Key="blob")["Body"].read()
+    assert head["ContentLength"] == 1234 and body == b"x" * 1234
+    assert head["ETag"] == direct.head_object(Bucket="proxy-passthrough", Key="blob")["ETag"]
+

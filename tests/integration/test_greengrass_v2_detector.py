@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from tests.integration.test_greengrass_v1_detector import recap, run_playbook
+from tests.testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 
 pytestmark = pytest.mark.aws
 
@@ -295,3 +296,38 @@ def test_bad_inputs_fail_before_anything_is_written(
     assert cloud.iot.list_role_aliases()["roleAliases"] == []
     assert cloud.s3.list_buckets()["Buckets"] == []
     assert cloud.gg2.list_components(scope="PRIVATE")["components"] == []
+
+
+@pytest.mark.slow
+def test_a_failed_fleet_step_fails_every_device_by_name_and_a_rerun_completes(
+    tmp_path, ansible_env, aws_client, clean_aws, sources, model_archive
+):
+    """The fleet-wide steps run on one device's behalf (the play's fleet host). When AWS refuses one for good, that
+    host fails with AWS's error and every other device fails right after, naming it; none leaves the run silently
+    (with run_once, ansible-core counted only the first host and dropped the others from the recap)."""
+    cloud = Cloud(aws_client)
+    steps = {
+        "component": (r"^/greengrass/v2/createComponentVersion$", "the fleet-wide step"),
+        "deployment": (r"^/greengrass/v2/deployments$", f"the deployment to thing group {GROUP}"),
+    }
+    for step, (path, named) in steps.items():
+        plan = FaultPlan(rules=[FaultRule("reject", "POST", path)])
+        with FaultProxy(clean_aws.url, plan) as proxy:
+            env = dict(ansible_env, AWS_ENDPOINT_URL=proxy.url)
+            inventory, playbook = write_bed(tmp_path, env, base_vars(tmp_path, sources, model_archive))
+            failed = run_playbook(env, inventory, playbook, tmp_path / f"{step}-refused.log")
+        assert [entry.fault for entry in plan.log] == ["reject"], plan.log
+        assert failed.returncode != 0
+        assert {h: r["failed"] for h, r in recap(failed.stdout).items()} == {"core-a": 1, "core-b": 1}, failed.stdout[
+            -4000:
+        ]
+        assert "ValidationException" in failed.stdout  # AWS's refusal, on the fleet host
+        assert f"core-b: not {'provisioned' if step == 'component' else 'deployed'} - {named}" in failed.stdout
+        assert "failed on core-a" in failed.stdout
+    assert cloud.deployments() == []
+
+    inventory, playbook = write_bed(tmp_path, ansible_env, base_vars(tmp_path, sources, model_archive))
+    rerun = run_playbook(ansible_env, inventory, playbook, tmp_path / "rerun.log")
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    assert cloud.versions(MODEL_COMPONENT) == ["1.0.0"] and cloud.versions(DETECTOR_COMPONENT) == ["1.0.0"]
+    assert len(cloud.deployments()) == 1

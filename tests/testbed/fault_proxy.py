@@ -9,6 +9,10 @@ against exceptions raised in-process:
 - ``lost``: forwarded and executed by the endpoint, then answered with the service's internal error instead of the
   endpoint's answer (a response lost on the way back: the client's retry repeats a write that already happened).
 
+- ``reject``: (aimed rules only) refused before reaching the endpoint with the service's bad-request error, which no
+  client retries: a step that fails for good (IoT ``InvalidRequestException``, Greengrass V1 ``BadRequestException``,
+  Greengrass V2 ``ValidationException``, Lambda ``InvalidParameterValueException``, IAM ``InvalidInput``, all 400 in
+  the botocore models; S3 400 ``InvalidRequest``; STS 400 ``InvalidParameterValue`` of the Common Errors page);
 - ``hold``: (aimed rules only) the request is held, never forwarded, until ``FaultProxy.release()``, then
   answered with the internal error: a test kills the client while it waits, at a known point of its run.
 
@@ -59,6 +63,18 @@ SERVICE_ERRORS = {
 }
 
 
+# The service's own "bad request" error: (status, code), as above.
+REJECT_ERRORS = {
+    "iot": (400, "InvalidRequestException"),
+    "greengrass": (400, "BadRequestException"),
+    "greengrassv2": (400, "ValidationException"),
+    "lambda": (400, "InvalidParameterValueException"),
+    "s3": (400, "InvalidRequest"),
+    "iam": (400, "InvalidInput"),
+    "sts": (400, "InvalidParameterValue"),
+}
+
+
 @dataclass
 class Injected:
     service: str
@@ -78,8 +94,8 @@ class FaultRule:
     times: int = 1
 
     def __post_init__(self):
-        if self.fault not in ("throttle", "error", "lost", "hold"):
-            raise ValueError(f"fault must be throttle, error, lost or hold, not {self.fault!r}")
+        if self.fault not in ("throttle", "error", "lost", "reject", "hold"):
+            raise ValueError(f"fault must be throttle, error, lost, reject or hold, not {self.fault!r}")
         self._path = re.compile(self.path)
 
     def matches(self, method: str, path: str) -> bool:
@@ -129,15 +145,18 @@ class FaultPlan:
 
 def error_response(service: str, fault: str) -> tuple[int, dict[str, str], bytes]:
     protocol, throttling, internal = SERVICE_ERRORS[service]
-    status, code = throttling if fault == "throttle" else internal
-    message = "Rate exceeded" if fault == "throttle" else "Internal failure (injected by the test bed's fault proxy)"
+    status, code = {"throttle": throttling, "reject": REJECT_ERRORS[service]}.get(fault, internal)
+    message = {
+        "throttle": "Rate exceeded",
+        "reject": "Request refused (injected by the test bed's fault proxy)",
+    }.get(fault, "Internal failure (injected by the test bed's fault proxy)")
     if protocol == "rest-json":
         body = json.dumps({"message": message}).encode()
         return status, {"Content-Type": "application/json", "x-amzn-ErrorType": code}, body
     if protocol == "rest-xml":
         body = f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>0</RequestId></Error>".encode()
         return status, {"Content-Type": "application/xml"}, body
-    kind = "Sender" if fault == "throttle" else "Receiver"
+    kind = "Sender" if fault in ("throttle", "reject") else "Receiver"
     body = (
         f"<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error>"
         "<RequestId>0</RequestId></ErrorResponse>"
@@ -193,7 +212,7 @@ class FaultProxy:
                 if fault == "hold":
                     proxy.released.wait(timeout=300)
                     return self._answer(*error_response(service, "error"))
-                if fault in ("throttle", "error"):
+                if fault in ("throttle", "error", "reject"):
                     return self._answer(*error_response(service, fault))
                 upstream = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 try:
@@ -206,15 +225,17 @@ class FaultProxy:
                         return self._answer(*error_response(service, fault))
                     skip = {"connection", "transfer-encoding", "content-length"}
                     kept = {k: v for k, v in response.getheaders() if k.lower() not in skip}
-                    return self._answer(response.status, kept, answer)
+                    # A HEAD answer has no body; its Content-Length is the object's size (S3 HeadObject).
+                    length = response.getheader("Content-Length") if self.command == "HEAD" else None
+                    return self._answer(response.status, kept, answer, length)
                 finally:
                     upstream.close()
 
-            def _answer(self, status, headers, body):
+            def _answer(self, status, headers, body, content_length=None):
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", content_length or str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
