@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
+
 pytestmark = pytest.mark.aws
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -541,3 +543,27 @@ def test_failed_deployment_fails_the_host_with_the_device_error(
     assert "unable to download the artifact model-arn" in proc.stdout and "GG-40" in proc.stdout
     for host in HOSTS:
         assert fleet.deployments(host) == 1
+
+
+def test_a_failed_fleet_step_fails_every_device_by_name(
+    tmp_path, sources, model_archive, clean_aws, ansible_env, aws_client
+):
+    """Lambda refuses the function for good (its own bad-request error, through the fault proxy): the fleet host fails
+    with Lambda's error and the other device fails right after, naming it; neither leaves the run silently (with
+    run_once, ansible-core counted only the first host and dropped the other from the recap)."""
+    fleet = Fleet(aws_client)
+    plan = FaultPlan(rules=[FaultRule("reject", "POST", r"^/2015-03-31/functions/?$")])
+    with FaultProxy(clean_aws.url, plan) as proxy:
+        env = dict(clean_aws.environment(), AWS_ENDPOINT_URL=proxy.url)
+        inventory, playbook = write_bed(tmp_path, env, base_vars(tmp_path, sources, model_archive))
+        proc = run_playbook(
+            dict(ansible_env, AWS_ENDPOINT_URL=proxy.url), inventory, playbook, tmp_path / "refused.log"
+        )
+    assert [entry.fault for entry in plan.log] == ["reject"], plan.log
+    assert proc.returncode != 0
+    summary = recap(proc.stdout)
+    assert {host: summary[host]["failed"] for host in HOSTS} == dict.fromkeys(HOSTS, 1), proc.stdout[-6000:]
+    fleet_host, other = list(HOSTS)
+    assert "InvalidParameterValueException" in proc.stdout
+    assert f"{other}: not provisioned - the fleet-wide step" in proc.stdout and f"failed on {fleet_host}" in proc.stdout
+    assert [g["Name"] for g in fleet.gg.list_groups()["Groups"]] == []
