@@ -74,7 +74,10 @@ def control(endpoint_url: str, path: str, body: dict) -> None:
         assert response.status in (200, 201)
 
 
-def write_bed(tmp_path: Path, aws_env: dict, group_vars: dict) -> tuple[Path, Path]:
+def write_bed(
+    tmp_path: Path, aws_env: dict, group_vars: dict, hosts: dict[str, dict] | None = None
+) -> tuple[Path, Path]:
+    """Inventory and playbook; ``hosts`` (name: host vars) replaces the two local hosts."""
     aws = {
         "endpoint_url": aws_env["AWS_ENDPOINT_URL"],
         "region": aws_env["AWS_REGION"],
@@ -83,11 +86,12 @@ def write_bed(tmp_path: Path, aws_env: dict, group_vars: dict) -> tuple[Path, Pa
     }
     inventory = {
         "edge_devices": {
-            "hosts": {name: {"ansible_connection": "local"} for name in HOSTS},
+            "hosts": hosts or {name: {"ansible_connection": "local"} for name in HOSTS},
             "vars": {"ansible_python_interpreter": sys.executable, **group_vars},
         }
     }
     tasks = [
+        {"name": "Reach the device", "ansible.builtin.ping": {}, "tags": ["always"]},
         {
             "name": "Device identity in the fleet's group, allowed the role alias",
             "edgeml.greengrass.iot_device_identity": {
@@ -331,3 +335,36 @@ def test_a_failed_fleet_step_fails_every_device_by_name_and_a_rerun_completes(
     assert rerun.returncode == 0, rerun.stdout[-4000:]
     assert cloud.versions(MODEL_COMPONENT) == ["1.0.0"] and cloud.versions(DETECTOR_COMPONENT) == ["1.0.0"]
     assert len(cloud.deployments()) == 1
+
+
+@pytest.mark.slow
+def test_an_unreachable_device_leaves_the_others_converged_and_a_rerun_completes_it(
+    tmp_path, ansible_env, aws_client, clean_aws, sources, model_archive
+):
+    """core-0, first in the inventory (so the play's fleet host had it been there), cannot be reached: the others
+    make the fleet-wide resources and converge; once core-0 answers, a re-run completes it without a new
+    component version or deployment (the thing group's deployment covers its new member)."""
+    cloud = Cloud(aws_client)
+    local = {"ansible_connection": "local"}
+    unreachable = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9, "ansible_user": "root"}
+    group_vars = base_vars(tmp_path, sources, model_archive)
+    inventory, playbook = write_bed(
+        tmp_path, ansible_env, group_vars, {"core-0": unreachable, "core-a": local, "core-b": local}
+    )
+    first = run_playbook(ansible_env, inventory, playbook, tmp_path / "core-0-down.log")
+    summary = recap(first.stdout)
+    assert summary["core-0"]["unreachable"] == 1 and first.returncode != 0, first.stdout[-4000:]
+    assert {h: summary[h]["failed"] for h in HOSTS} == {"core-a": 0, "core-b": 0}, first.stdout[-4000:]
+    assert cloud.versions(DETECTOR_COMPONENT) == ["1.0.0"] and len(cloud.deployments()) == 1
+    members = cloud.iot.list_things_in_thing_group(thingGroupName=GROUP)["things"]
+    assert sorted(members) == HOSTS
+
+    inventory, playbook = write_bed(
+        tmp_path, ansible_env, group_vars, {"core-0": local, "core-a": local, "core-b": local}
+    )
+    rerun = run_playbook(ansible_env, inventory, playbook, tmp_path / "core-0-back.log")
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    summary = recap(rerun.stdout)
+    assert summary["core-0"]["changed"] > 0 and summary["core-a"]["changed"] == summary["core-b"]["changed"] == 0
+    assert sorted(cloud.iot.list_things_in_thing_group(thingGroupName=GROUP)["things"]) == ["core-0", *HOSTS]
+    assert cloud.versions(DETECTOR_COMPONENT) == ["1.0.0"] and len(cloud.deployments()) == 1
