@@ -36,7 +36,7 @@ import yaml
 
 from tests.demo_artefacts import SAMPLE_BOXES
 from tests.inference.small_ssd import CLASS_LABELS, cell_box, class_probabilities
-from tests.roles.playbook_json import PlaybookRun, run_playbook
+from tests.roles.playbook_json import PlaybookRun, playbook_invocation, run_playbook
 from tests.testbed.aws_endpoint import LocalAwsEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -167,6 +167,16 @@ def run_site(
         timeout=timeout,
     )
     return TimedRun(run, time.monotonic() - started)
+
+
+def start_site(playbook: Path, inventories: list[Path], extra_vars_file: Path, env: dict[str, str], log: Path):
+    """run_site's ansible-playbook started in the background (output to ``log``), for a test that kills it."""
+    more_inventories = [arg for inventory in inventories for arg in ("-i", str(inventory))]
+    argv, environment = playbook_invocation(
+        playbook, LOCAL_TESTBED_INVENTORY, *more_inventories, "-e", f"@{extra_vars_file}", env=env
+    )
+    with log.open("w") as out:
+        return subprocess.Popen(argv, env=environment, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
 def host_vars_inventory(path: Path, host_vars: dict[str, dict]) -> Path:

@@ -13,7 +13,9 @@ The tests run in order and each reads the state the previous ones left:
 2. a request on blog/infer/input comes back as detections on blog/infer/output;
 3. a deployment with a broken model fails on the device with the component's error, rolls back, and the
    previous detector keeps answering;
-4. a device offline during a deployment picks it up when it is back online, and the new version answers.
+4. a device offline during a deployment picks it up when it is back online, and the new version answers;
+5. site.yml killed (SIGKILL, the whole process tree) after a new component version and before its deployment:
+   the re-run deploys that version, with nothing made twice.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import pytest
 from tests.e2e.fleet import (
     SITE_PLAYBOOK,
     aws_clients,
+    aws_inventory,
     build_artefacts,
     device_bed,
     expected_detections,
@@ -38,8 +41,11 @@ from tests.e2e.fleet import (
     kept_on_failure,
     recording_endpoint,
     run_site,
+    start_site,
 )
 from tests.e2e.greengrass_mqtt import Requester
+from tests.roles.playbook_json import kill_process_tree
+from tests.testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 
 pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
 
@@ -86,8 +92,8 @@ def env(endpoint, workdir) -> dict[str, str]:
     return environment
 
 
-def site(fleet, workdir, artefacts, env, name: str, **host_vars):
-    """site.yml for the device as a V2 core whose deployment status the role waits for."""
+def site_inputs(fleet, workdir, artefacts, name: str, **host_vars) -> tuple[list[Path], Path]:
+    """The inventories and extra-vars file of site.yml for the device as a V2 core whose status the role waits for."""
     values = {
         "edgeml_greengrass_generation": "v2",
         "greengrass_v2_detector_deployment_wait": True,
@@ -97,7 +103,12 @@ def site(fleet, workdir, artefacts, env, name: str, **host_vars):
     inventory = host_vars_inventory(workdir / f"{name}-vars.yml", {HOST: values})
     extra = workdir / f"{name}-artefacts.json"
     extra.write_text(json.dumps(artefacts))
-    run = run_site(SITE_PLAYBOOK, [fleet.inventory, inventory], extra, env, timeout=1500)
+    return [fleet.inventory, inventory], extra
+
+
+def site(fleet, workdir, artefacts, env, name: str, **host_vars):
+    inventories, extra = site_inputs(fleet, workdir, artefacts, name, **host_vars)
+    run = run_site(SITE_PLAYBOOK, inventories, extra, env, timeout=1500)
     (workdir / f"run-{name}.json").write_text(run.output_text())
     return run
 
@@ -270,3 +281,41 @@ def test_a_device_offline_during_a_deployment_gets_it_when_back(
     assert_sample_detections(answer)
     # The answer comes from the new version.
     assert answer["component"] == {"name": DETECTOR, "version": after[DETECTOR]}, answer
+
+
+# --------------------------------------------------------------------------- 5. killed between two creates
+
+
+def test_a_run_killed_between_component_and_deployment_converges_with_nothing_made_twice(
+    mqtt_client, fleet, workdir, artefacts, env, client, endpoint
+):
+    before = aws_inventory(client)
+    changed = {"greengrass_v2_detector_score_threshold": 0.45}  # a new detector version, deployed once
+    # The fault proxy holds the run's CreateDeployment; the whole process tree is killed while it waits, so the
+    # new component version exists and its deployment does not, and nothing of the run cleans up.
+    plan = FaultPlan(rules=[FaultRule("hold", "POST", r"^/greengrass/v2/deployments$")])
+    with FaultProxy(endpoint.url, plan) as proxy:
+        inventories, extra = site_inputs(fleet, workdir, artefacts, "killed", **changed)
+        run = start_site(
+            SITE_PLAYBOOK, inventories, extra, dict(env, AWS_ENDPOINT_URL=proxy.url), workdir / "killed.log"
+        )
+        try:
+            proxy.wait_for("hold", timeout=900)
+        finally:
+            killed = kill_process_tree(run.pid)
+            run.wait(timeout=60)
+    assert len(killed) > 2, f"only {killed} killed: the module process was not in the tree"
+    left = aws_inventory(client)
+    new_versions = sorted(set(left["components"][DETECTOR]) - set(before["components"][DETECTOR]))
+    assert len(new_versions) == 1, (before["components"], left["components"])
+    assert left["v2_deployments"] == before["v2_deployments"], "the kill point is before CreateDeployment"
+
+    rerun = site(fleet, workdir, artefacts, env, "after-kill", **changed)
+    assert rerun.run.returncode == 0, rerun.describe()
+    after = aws_inventory(client)
+    assert after["components"] == left["components"], "the re-run made the component version again"
+    assert len(after["v2_deployments"]) == len(before["v2_deployments"]) + 1, after["v2_deployments"]
+    unchanged = ("things", "thing_groups", "certificates", "policies", "groups", "definitions", "functions", "objects")
+    assert {k: after[k] for k in unchanged} == {k: left[k] for k in unchanged}
+    assert running_versions(fleet)[DETECTOR] == new_versions[0]
+    assert ask(mqtt_client, fleet)["component"] == {"name": DETECTOR, "version": new_versions[0]}

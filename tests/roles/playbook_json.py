@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -56,14 +57,10 @@ class PlaybookRun:
         return f"rc={self.returncode}\nfailures={self.failure_messages()}\nstderr tail:\n{self.stderr[-2000:]}"
 
 
-def run_playbook(
-    playbook: Path,
-    inventory: str | Path,
-    *args: str,
-    extra_vars: dict | None = None,
-    env: dict | None = None,
-    timeout: float = 900,
-) -> PlaybookRun:
+def playbook_invocation(
+    playbook: Path, inventory: str | Path, *args: str, extra_vars: dict | None = None, env: dict | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) of ansible-playbook with this repo's ansible.cfg and the JSON callback."""
     environment = dict(env or os.environ)
     environment.update(
         ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"),
@@ -74,6 +71,18 @@ def run_playbook(
     argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(playbook), *args]
     if extra_vars:
         argv += ["--extra-vars", json.dumps(extra_vars)]
+    return argv, environment
+
+
+def run_playbook(
+    playbook: Path,
+    inventory: str | Path,
+    *args: str,
+    extra_vars: dict | None = None,
+    env: dict | None = None,
+    timeout: float = 900,
+) -> PlaybookRun:
+    argv, environment = playbook_invocation(playbook, inventory, *args, extra_vars=extra_vars, env=env)
     proc = subprocess.run(argv, capture_output=True, text=True, env=environment, cwd=REPO_ROOT, timeout=timeout)
     try:
         output = json.loads(proc.stdout)
@@ -128,3 +137,41 @@ def run_module_process(module: str, args: dict, args_file: Path, timeout: int = 
         return json.loads(done.stdout)
     except json.JSONDecodeError:
         return {"failed": True, "msg": f"rc={done.returncode}, no JSON result: {done.stderr[-2000:]}"}
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # /proc/PID/stat: "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def kill_process_tree(root: int) -> set[int]:
+    """SIGKILL a process and every descendant, as a machine losing power or an OOM kill of the whole run would.
+
+    Killing the process group is not enough: ansible-core's workers start sessions of their own. The tree is walked
+    by parent PID and each process is stopped (SIGSTOP) as it is found, so nothing forks or is re-parented while
+    the tree is collected; then all are killed at once. Returns the PIDs killed."""
+    frozen: set[int] = set()
+    frontier = {root}
+    while frontier:
+        for pid in frontier:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        frozen |= frontier
+        frontier = set().union(*(_children(pid) for pid in frontier)) - frozen
+    for pid in frozen:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return frozen
