@@ -39,20 +39,13 @@ def test_greengrass_v1_and_v2_get_their_own_throttling_error(clean_aws, boto_ses
         with pytest.raises(ClientError) as v1_error:
             v1.list_groups()
         assert v2.list_components()["components"] == [] and v1.list_groups()["Groups"] == []  # rules used up
-    assert (
-        v2_error.value.response["ResponseMetadata"]["HTTPStatusCode"],
-        v2_error.value.response["Error"]["Code"],
-    ) == (
-        429,
-        "ThrottlingException",
-    )
-    assert (
-        v1_error.value.response["ResponseMetadata"]["HTTPStatusCode"],
-        v1_error.value.response["Error"]["Code"],
-    ) == (
-        400,
-        "ThrottlingException",
-    )
+    assert status_and_code(v2_error) == (429, "ThrottlingException")
+    assert status_and_code(v1_error) == (400, "ThrottlingException")
+
+
+def status_and_code(excinfo) -> tuple[int, str]:
+    response = excinfo.value.response
+    return response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"]
 
 
 def test_reject_is_the_services_bad_request_and_is_not_retried(clean_aws, boto_session):
@@ -62,8 +55,7 @@ def test_reject_is_the_services_bad_request_and_is_not_retried(clean_aws, boto_s
         v2 = boto_session.client("greengrassv2", endpoint_url=proxy.url)  # botocore's default retries
         with pytest.raises(ClientError) as rejected:
             v2.list_components()
-    assert rejected.value.response["Error"]["Code"] == "ValidationException"
-    assert rejected.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert status_and_code(rejected) == (400, "ValidationException")
     assert rejected.value.response["ResponseMetadata"]["RetryAttempts"] == 0
     assert [entry.fault for entry in plan.log] == ["reject"]
 
@@ -80,4 +72,3 @@ def test_answers_pass_through_unchanged_head_included(clean_aws, boto_session):
         body = proxied.get_object(Bucket="proxy-passthrough", Key="blob")["Body"].read()
     assert head["ContentLength"] == 1234 and body == b"x" * 1234
     assert head["ETag"] == direct.head_object(Bucket="proxy-passthrough", Key="blob")["ETag"]
-
