@@ -67,7 +67,7 @@ def one_run(size: int, rate: float, errors: float, seed: int, extra_vars_file: P
             bed.write_endpoints(endpoint.device_endpoints())
             plan = FaultPlan(throttle=rate, error=row["errors"], seed=seed)
             with FaultProxy(endpoint.url, plan) as proxy:
-                env = dict(os.environ, **endpoint.environment(), AWS_ENDPOINT_URL=proxy.url)
+                env = {**os.environ, **endpoint.environment(), "AWS_ENDPOINT_URL": proxy.url}
                 run = run_site(SITE_PLAYBOOK, [bed.inventory], extra_vars_file, env, timeout=timeout)
             (workdir / "run.json").write_text(run.output_text())
             row["seconds"] = run.seconds
