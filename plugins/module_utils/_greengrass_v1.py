@@ -820,7 +820,9 @@ def unclaimed_definitions(client, kind, group_name, claimed_ids):
     name = definition_name(group_name, kind)
     found = [d for d in list_definitions(client, kind) if d.get("Name") == name and d.get("Id") not in claimed_ids]
     found.sort(key=lambda d: d.get("CreationTimestamp") or "", reverse=True)
-    return [owned_definition(client, kind, group_name, d["LatestVersionArn"]) for d in found if d.get("LatestVersionArn")]
+    return [
+        owned_definition(client, kind, group_name, d["LatestVersionArn"]) for d in found if d.get("LatestVersionArn")
+    ]
 
 
 def snake_content(value):
