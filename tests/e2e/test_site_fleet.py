@@ -8,10 +8,13 @@ AWS-compatible endpoint that records every request it gets, the demo's artefacts
 small real MXNet model, wheelhouse). One fleet and one endpoint serve the whole module; the tests run
 in order and each reads the state the previous runs left:
 
-1. first run, with one device given a bad per-host input (edgeml_gpu: true on a CPU-only device):
-   the other two complete; the bad one is refused by the provisioning play's input checks (every role's,
-   before the first role writes), so nothing exists for it in AWS (thing, certificate, policy) or on it;
-2. the input fixed, a re-run completes the fleet (the bad device from scratch) with no duplicate in AWS;
+1. first run, through the fault proxy (30% of AWS calls throttled with each service's own error and 5% failed with
+   its internal error, seeded: issue 14's scenario), with one device given a bad per-host input (edgeml_gpu:
+   true on a CPU-only device): the other two complete in this one run; the bad one is refused by the
+   provisioning play's input checks (every role's, before the first role writes), so nothing exists for it in
+   AWS (thing, certificate, policy) or on it;
+2. the input fixed, a re-run completes the fleet (the bad device from scratch): exactly one of each resource in
+   AWS, so the faults of the first run left nothing duplicated or orphaned;
 3. a third run changes nothing on any host and makes no AWS write call;
 4. the smoke test runs the deployed detector on a device and brings back its detections;
 5. the devices' private keys never reached the controller or AWS, and are 0600 on the devices.
@@ -47,6 +50,7 @@ from tests.e2e.fleet import (
     run_site,
 )
 from tests.testbed.edge_devices import EdgeDeviceBed
+from tests.testbed.fault_proxy import FaultPlan, FaultProxy
 
 pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
 
@@ -55,8 +59,8 @@ HOSTS = [f"edge-{index:02d}" for index in range(1, DEVICE_COUNT + 1)]
 GENERATION = {host: inventory_generation(host) for host in HOSTS}
 V1_HOSTS = [host for host in HOSTS if GENERATION[host] == "v1"]
 V2_HOSTS = [host for host in HOSTS if GENERATION[host] == "v2"]
-# The first host on purpose: it is also the one run_once tasks (the fleet's Lambda and model) would
-# run on, and smoke_test.yml's device (edge_devices[0]), so the re-run must really finish it.
+# The first host on purpose: it is also the one that would make the fleet-wide resources (the fleet's Lambda and
+# model) had it not been refused, and smoke_test.yml's device (edge_devices[0]), so the re-run must really finish it.
 BAD_HOST = HOSTS[0]
 GOOD_HOSTS = HOSTS[1:]
 FUNCTION_NAME = "edgeml-object-detector"
@@ -141,10 +145,18 @@ def runs(workdir) -> Runs:
 
 
 @pytest.fixture(scope="module")
-def first_run(fleet, extra_vars_file, env, client, runs, workdir):
+def first_run_faults() -> FaultPlan:
+    """What the fault proxy does to the first run's AWS calls (the other runs go straight to the endpoint)."""
+    return FaultPlan(throttle=0.3, error=0.05, seed=14)
+
+
+@pytest.fixture(scope="module")
+def first_run(fleet, extra_vars_file, env, client, runs, workdir, endpoint, first_run_faults):
     # A realistic per-host input error: the inventory says this CPU-only device has a GPU.
     bad_input = host_vars_inventory(workdir / "bad_input.yml", {BAD_HOST: {"edgeml_gpu": True}})
-    runs["first"] = run_site(SITE_PLAYBOOK, [fleet.inventory, bad_input], extra_vars_file, env)
+    with FaultProxy(endpoint[0].url, first_run_faults) as proxy:
+        through_faults = dict(env, AWS_ENDPOINT_URL=proxy.url)
+        runs["first"] = run_site(SITE_PLAYBOOK, [fleet.inventory, bad_input], extra_vars_file, through_faults)
     return runs["first"], aws_inventory(client)
 
 
@@ -213,8 +225,12 @@ def assert_provisioned_in_aws(inventory: dict, host: str) -> None:
 # --------------------------------------------------------------------------- 1. one failure, the others finish
 
 
-def test_first_run_provisions_the_healthy_devices_despite_one_bad_input(first_run, fleet):
+def test_first_run_provisions_the_healthy_devices_despite_one_bad_input_and_aws_faults(
+    first_run, fleet, first_run_faults
+):
     run, inventory = first_run
+    injected = first_run_faults.counts()
+    assert injected.get("throttle", 0) > 20 and injected.get("error", 0) > 2, injected
     assert set(run.recap) == set(HOSTS), run.describe()
     for host in GOOD_HOSTS:
         stats = run.recap[host]
