@@ -42,12 +42,19 @@ gate "simulated device image" python -m tests.testbed.edge_devices build-image
 # devices, endpoints and subprocesses about half of the time, so two workers keep both cores busy. Files stay whole
 # (--dist loadfile): their module-scoped devices are booted once. The slowest tests are listed for the next person
 # who has to make the suite faster.
-gate "pytest (unit, test bed, modules on the local AWS endpoint, roles on devices, inference)" \
-  python -m pytest tests -p no:cacheprovider -n "${EDGEML_TEST_WORKERS:-2}" --dist loadfile --durations=30
+# pytest's own list of failed tests is repeated in the summary at the end: CI keeps only the tail of the output.
+pytest_log="$(mktemp -t edgeml-pytest-XXXXXX.log)"
+run_pytest() {
+  python -m pytest tests -p no:cacheprovider -n "${EDGEML_TEST_WORKERS:-2}" --dist loadfile --durations=30 -rfE \
+    2>&1 | tee "$pytest_log"
+}
+gate "pytest (unit, test bed, modules on the local AWS endpoint, roles on devices, inference)" run_pytest
 gate "molecule (every role scenario on simulated devices)" python -m tests.molecule_all
 
 printf '\n=== summary\n'
 for name in "${passed[@]}"; do printf '  passed  %s\n' "$name"; done
 for name in "${failed[@]}"; do printf '  FAILED  %s\n' "$name"; done
+grep -E '^(FAILED|ERROR) ' "$pytest_log" | sed 's/^/    pytest: /' | cut -c1-400
+rm -f "$pytest_log"
 printf 'gates: %d passed, %d failed\n' "${#passed[@]}" "${#failed[@]}"
 ((${#failed[@]} == 0))
