@@ -45,6 +45,12 @@ THING_GROUP_NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 # Fields the service adds to artifacts in the recipe it stores.
 SERVICE_ARTIFACT_FIELDS = ("Digest", "Algorithm")
 
+# The tags that record which components of a thing group's deployment this collection put there, one tag per
+# component with the name in the value (a tag key holds 128 characters and so does a component name; a deployment
+# takes 200 tags: GreengrassV2 service model, TagMap/TagKey/TagValue). Components without such a tag are another's.
+OWNED_TAG_PREFIX = "edgeml:component:"
+MAX_DEPLOYMENT_TAGS = 200
+
 SUCCESS_EXECUTION_STATUSES = ("SUCCEEDED", "COMPLETED")
 FINAL_EXECUTION_STATUSES = ("SUCCEEDED", "COMPLETED", "FAILED", "TIMED_OUT", "CANCELED", "REJECTED")
 
@@ -324,6 +330,43 @@ def build_deployment_request(params, target_arn):
     return _drop_none(request)
 
 
+def owned_components(deployment):
+    """Names of the deployment's components that this collection deployed (from its ownership tags)."""
+    tags = (deployment or {}).get("tags") or {}
+    return set(name for key, name in tags.items() if key.startswith(OWNED_TAG_PREFIX))
+
+
+def ownership_tags(component_names):
+    return dict(("%s%d" % (OWNED_TAG_PREFIX, index), name) for index, name in enumerate(sorted(component_names), 1))
+
+
+class ComponentsPlan(object):
+    """What a new deployment of a thing group carries besides the components asked for.
+
+    A new deployment replaces the target's previous one as a whole (AWS IoT Greengrass V2 developer guide, "Create
+    deployments": "If a component is present in the previous deployment and not the new deployment, the core device
+    uninstalls that component"; it advises starting from the existing deployment, read with GetDeployment), so a
+    component another team or tool deployed to the same group would be uninstalled unless the new deployment
+    carries it too. Of the latest deployment's components
+    not asked for: those this collection deployed (ownership tags) are removed; the others (``others``) are kept
+    as they are (``keep``), or with ``replace`` removed only when named in ``remove``. ``owned`` comes from the
+    newest deployment that records it (``ownership_deployment``), so another tool's deployment that carried our
+    components without our tags does not make them someone else's.
+    """
+
+    def __init__(self, desired, latest, owned, mode, remove):
+        previous = (latest or {}).get("components") or {}
+        remove = set(remove or [])
+        not_asked = sorted(name for name in previous if name not in desired)
+        others = [name for name in not_asked if name not in owned]
+        self.unlisted = [name for name in others if name not in remove]
+        kept = self.unlisted if mode == "keep" else []
+        self.kept = dict((name, previous[name]) for name in kept)
+        self.removed = [name for name in not_asked if name not in self.kept]
+        self.components = dict(desired, **self.kept)
+        self.refused = mode == "replace" and bool(self.unlisted)
+
+
 def _merge_defaults(value, defaults):
     merged = copy.deepcopy(defaults)
     for key, item in (value or {}).items():
@@ -528,6 +571,24 @@ def latest_deployment(client, target_arn):
     if not latest:
         return None
     return get_deployment(client, latest[0]["deploymentId"])
+
+
+# How many older deployments of a target are read, newest first, to find the collection's record of what it deployed
+# when the latest deployment was made by someone else.
+OWNERSHIP_LOOKUPS = 20
+
+
+def ownership_deployment(client, target_arn, latest):
+    """The newest deployment of the target whose tags record what this collection deployed, or None."""
+    if latest is None or owned_components(latest):
+        return latest
+    history = sorted(list_deployments(client, target_arn, "ALL"), key=lambda d: d["creationTimestamp"], reverse=True)
+    older = [d["deploymentId"] for d in history if d["deploymentId"] != latest.get("deploymentId")]
+    for deployment_id in older[:OWNERSHIP_LOOKUPS]:
+        deployment = get_deployment(client, deployment_id)
+        if deployment and owned_components(deployment):
+            return deployment
+    return None
 
 
 def device_executions(client, thing_group_arn, deployment_id):

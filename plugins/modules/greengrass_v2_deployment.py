@@ -18,14 +18,22 @@ description:
     configuration and policies (C(CreateDeployment)). A new deployment is made only when the group's latest
     deployment differs (components, versions, configuration updates, C(runWith), policies, IoT job settings, name)
     or was canceled; AWS then replaces the group's previous deployment with it.
+  - A new deployment replaces the group's previous one as a whole, and a core device uninstalls every component
+    the new one leaves out. So the components of the group's latest deployment that this module did not put there
+    (another team's application, a log manager, the CLI) are carried into the new deployment unchanged by default
+    (O(other_components=keep)); the ones it put there and that are no longer in O(components) are removed. Which
+    components it put there is recorded in the deployment's tags (C(edgeml:component:N)).
   - With O(wait), polls each core device of the group (C(ListCoreDevices) by thing group, then
     C(ListEffectiveDeploymentsForCoreDevice)) until every device reports a final status for the deployment,
     and fails naming each device that did not succeed, with its reason and error stack. The devices' statuses
     are returned either way.
   - Every component version (except AWS-published C(aws.greengrass.*) ones) must exist and be C(DEPLOYABLE), and the
     thing group must exist; both are checked, with the other inputs, before anything is written.
-  - O(state=absent) cancels the group's active deployment and deletes the group's deployments. Components already
-    on the devices stay there (a core device keeps its last deployment); deploy a smaller set to remove components.
+  - O(state=absent) removes what this module deployed. When the group's latest deployment also carries other
+    components (and O(other_components=keep)), it makes a deployment of those others only, so the devices uninstall
+    this module's components and keep the others. Otherwise it cancels the group's active deployment and deletes
+    the group's deployments; components already on the devices then stay there (a core device keeps its last
+    deployment).
 author:
   - edgeml.greengrass contributors (@edgeml)
 options:
@@ -44,6 +52,26 @@ options:
         their defaults), and C(run_with) with C(posix_user) and C(system_resource_limits) (C(memory) in KB,
         C(cpus)).
     type: dict
+  other_components:
+    description:
+      - What happens to the components of the group's latest deployment that this module did not deploy there
+        and that are not in O(components).
+      - V(keep) carries them into the new deployment with their version, configuration update and C(runWith).
+      - V(replace) leaves them out, so the devices uninstall them; the module then fails, before writing
+        anything, naming each one that O(remove_components) does not list, so nothing is removed unseen.
+      - Deployments made before this module recorded what it deployed carry no such tags; their components count
+        as others'. Name the ones to drop in O(remove_components) once.
+    type: str
+    choices: [keep, replace]
+    default: keep
+  remove_components:
+    description:
+      - Components to leave out of the new deployment although this module did not deploy them (see
+        O(other_components)). A name that is not in the group's latest deployment is ignored, so a second run
+        changes nothing. Must not be in O(components).
+    type: list
+    elements: str
+    default: []
   failure_handling_policy:
     description: What a core device does when the deployment fails on it; V(ROLLBACK) restores the previous
       components and configuration.
@@ -138,7 +166,8 @@ options:
             description: Minutes a device may stay C(IN_PROGRESS).
             type: int
   tags:
-    description: Tags for a deployment this module creates.
+    description: Tags for a deployment this module creates, besides the C(edgeml:component:N) tags that record
+      which components it deployed (keys with that prefix are refused here).
     type: dict
   state:
     description: V(present) deploys; V(absent) cancels and deletes the group's deployments.
@@ -188,6 +217,14 @@ EXAMPLES = r"""
             min_number_of_executed_things: 5
     wait_timeout: 900
   register: detector_deployment
+
+- name: Deploy a new detector version and drop the CLI that someone deployed to the group by hand
+  edgeml.greengrass.greengrass_v2_deployment:
+    thing_group: edge-detectors
+    components:
+      com.edgeml.Detector:
+        component_version: 1.3.0
+    remove_components: [aws.greengrass.Cli]
 
 - name: Stop deploying to the group
   edgeml.greengrass.greengrass_v2_deployment:
@@ -239,6 +276,18 @@ devices:
       description: Error codes, outermost first.
       type: list
       elements: str
+kept_components:
+  description: Components of the group's latest deployment that this module did not deploy and carried into the
+    new deployment (O(other_components=keep)).
+  returned: always
+  type: list
+  elements: str
+removed_components:
+  description: Components of the group's latest deployment that the new deployment leaves out, so the devices
+    uninstall them (or would, in check mode).
+  returned: always
+  type: list
+  elements: str
 deleted:
   description: Deployment ids deleted (or that would be, in check mode).
   returned: with O(state=absent)
@@ -277,11 +326,14 @@ class DeploymentRun:
             )
         return (group or {}).get("thingGroupArn")
 
-    def check_components(self, components):
+    def check_components(self, components, kept):
         problems = []
         for name, spec in components.items():
             if name.startswith("aws.greengrass."):
                 continue
+            label = "components.%s" % name
+            if name in kept:
+                label = "component %s (kept from the group's latest deployment; drop it with remove_components)" % name
             component = gg2.find_component(self.client, name)
             described = None
             if component:
@@ -289,13 +341,13 @@ class DeploymentRun:
                 described = gg2.describe_component(self.client, arn)
             if not described:
                 problems.append(
-                    "components.%s: version %s does not exist (create it with "
-                    "edgeml.greengrass.greengrass_v2_component)" % (name, spec["componentVersion"])
+                    "%s: version %s does not exist (create it with "
+                    "edgeml.greengrass.greengrass_v2_component)" % (label, spec["componentVersion"])
                 )
             elif (described.get("status") or {}).get("componentState") != "DEPLOYABLE":
                 problems.append(
-                    "components.%s: version %s is %s, not DEPLOYABLE"
-                    % (name, spec["componentVersion"], described["status"].get("componentState"))
+                    "%s: version %s is %s, not DEPLOYABLE"
+                    % (label, spec["componentVersion"], described["status"].get("componentState"))
                 )
         if problems:
             self.module.fail_json(msg="Invalid greengrass_v2_deployment input: %s" % "; ".join(problems))
@@ -315,29 +367,50 @@ class DeploymentRun:
                 return devices, True
             time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.time())))
 
+    def plan_components(self, group_arn, desired, latest):
+        owned = gg2.owned_components(gg2.ownership_deployment(self.client, group_arn, latest))
+        plan = gg2.ComponentsPlan(
+            desired, latest, owned, self.params["other_components"], self.params["remove_components"]
+        )
+        if plan.refused:
+            self.module.fail_json(
+                msg="other_components: replace would uninstall from thing group %r components that this module did "
+                "not deploy there: %s (in its latest deployment %s); list them in remove_components to remove them, "
+                "or keep them with other_components: keep"
+                % (self.params["thing_group"], ", ".join(plan.unlisted), latest.get("deploymentId")),
+                kept_components=[],
+                removed_components=plan.removed,
+            )
+        return plan
+
     def present(self):
         group_arn = self.group_arn(required=True)
         params = dict(self.params, deployment_name=self.params["deployment_name"] or self.params["thing_group"])
         request = gg2.build_deployment_request(params, group_arn)
-        self.check_components(request["components"])
         latest = gg2.latest_deployment(self.client, group_arn)
+        plan = self.plan_components(group_arn, request["components"], latest)
+        asked = sorted(request["components"])
+        request["components"] = plan.components
+        self.check_components(request["components"], plan.kept)
         changed = gg2.deployment_differs(request, latest)
         diff = {
             "before": gg2.comparable_deployment(latest) if latest else {},
             "after": gg2.comparable_deployment(request),
         }
+        components = dict(kept_components=sorted(plan.kept), removed_components=plan.removed)
         if changed and self.module.check_mode:
             predicted = dict(request, deploymentStatus="ACTIVE", isLatestForTarget=True)
-            self.module.exit_json(changed=True, deployment=gg2.deployment_view(predicted), devices=[], diff=diff)
+            self.module.exit_json(
+                changed=True, deployment=gg2.deployment_view(predicted), devices=[], diff=diff, **components
+            )
         if changed:
-            if self.params["tags"]:
-                request["tags"] = self.params["tags"]
+            request["tags"] = dict(self.params["tags"] or {}, **gg2.ownership_tags(asked))
             created = gg2.create_deployment(self.client, request)
             deployment = gg2.get_deployment(self.client, created["deploymentId"])
         else:
             deployment = latest
         view = gg2.deployment_view(deployment)
-        result = dict(changed=changed, deployment=view, diff=diff)
+        result = dict(changed=changed, deployment=view, diff=diff, **components)
 
         if self.params["wait"] and not self.module.check_mode:
             devices, timed_out = self.wait_for(group_arn, deployment["deploymentId"])
@@ -384,15 +457,46 @@ class DeploymentRun:
 
     def absent(self):
         group_arn = self.group_arn(required=False)
+        latest = gg2.latest_deployment(self.client, group_arn) if group_arn else None
+        plan = self.plan_components(group_arn, {}, latest)
+        # A canceled latest deployment is not brought back for the others' sake: the devices keep what they have.
+        if plan.kept and latest.get("deploymentStatus") != "CANCELED":
+            self.keep_only_others(latest, plan)
         deployments = gg2.list_deployments(self.client, group_arn, "ALL") if group_arn else []
         doomed = [d["deploymentId"] for d in deployments]
+        result = dict(changed=bool(doomed), deleted=doomed, kept_components=[], removed_components=plan.removed)
         if not doomed or self.module.check_mode:
-            self.module.exit_json(changed=bool(doomed), deleted=doomed)
+            self.module.exit_json(**result)
         for deployment in deployments:
             if deployment.get("deploymentStatus") == "ACTIVE":
                 gg2.cancel_deployment(self.client, deployment["deploymentId"])
             gg2.delete_deployment(self.client, deployment["deploymentId"])
-        self.module.exit_json(changed=True, deleted=doomed)
+        self.module.exit_json(**result)
+
+    def keep_only_others(self, latest, plan):
+        """state=absent when the group's latest deployment also carries others' components: a deployment of those
+        only (same name, policies and job settings), so the devices uninstall ours and keep theirs; no deployment
+        is deleted, since one of them is still someone else's."""
+        result = dict(changed=bool(plan.removed), deleted=[], kept_components=sorted(plan.kept))
+        result["removed_components"] = plan.removed
+        if not plan.removed:
+            self.module.exit_json(deployment=gg2.deployment_view(latest), **result)
+        request = dict(
+            (key, latest[key])
+            for key in ("targetArn", "deploymentName", "deploymentPolicies", "iotJobConfiguration")
+            if latest.get(key)
+        )
+        request["components"] = plan.components
+        tags = dict((k, v) for k, v in (latest.get("tags") or {}).items() if not k.startswith(gg2.OWNED_TAG_PREFIX))
+        if tags:
+            request["tags"] = tags
+        if self.module.check_mode:
+            predicted = dict(request, deploymentStatus="ACTIVE", isLatestForTarget=True)
+            self.module.exit_json(deployment=gg2.deployment_view(predicted), **result)
+        created = gg2.create_deployment(self.client, request)
+        self.module.exit_json(
+            deployment=gg2.deployment_view(gg2.get_deployment(self.client, created["deploymentId"])), **result
+        )
 
 
 def validate(module):
@@ -404,6 +508,26 @@ def validate(module):
         problems.append("wait_timeout must be 0 or more seconds, got %d" % params["wait_timeout"])
     if params["deployment_name"] is not None and not params["deployment_name"].strip():
         problems.append("deployment_name must not be empty")
+    for name in params["remove_components"]:
+        if not gg2.COMPONENT_NAME_RE.match(name or ""):
+            problems.append(
+                "remove_components: %r is not a component name (1-128 characters from [A-Za-z0-9._-])" % name
+            )
+        elif name in (params["components"] or {}):
+            problems.append(
+                "remove_components: %s is also in components; a component is either deployed or removed" % name
+            )
+    reserved = sorted(key for key in (params["tags"] or {}) if key.startswith(gg2.OWNED_TAG_PREFIX))
+    if reserved:
+        problems.append(
+            "tags: %s: keys starting with %r are the module's record of the components it deployed"
+            % (", ".join(reserved), gg2.OWNED_TAG_PREFIX)
+        )
+    elif len(params["tags"] or {}) + len(params["components"] or {}) > gg2.MAX_DEPLOYMENT_TAGS:
+        problems.append(
+            "tags: a deployment takes %d tags, and one per component is the module's; got %d tags and %d components"
+            % (gg2.MAX_DEPLOYMENT_TAGS, len(params["tags"] or {}), len(params["components"] or {}))
+        )
     if params["state"] == "present":
         if not params["components"]:
             problems.append("components is required with state: present")
@@ -457,6 +581,8 @@ def main():
             thing_group=dict(type="str", required=True),
             deployment_name=dict(type="str"),
             components=dict(type="dict"),
+            other_components=dict(type="str", choices=["keep", "replace"], default="keep"),
+            remove_components=dict(type="list", elements="str", default=[]),
             failure_handling_policy=dict(type="str", choices=["ROLLBACK", "DO_NOTHING"], default="ROLLBACK"),
             component_update_policy=dict(
                 type="dict",

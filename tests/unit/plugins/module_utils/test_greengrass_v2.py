@@ -314,3 +314,51 @@ def test_device_execution_view():
         "error_types": ["COMPONENT_ERROR"],
     }
     assert gg2.device_execution("core-2", None)["status"] is None
+
+
+# ---------------------------------------------------------------- components someone else deployed
+
+OURS, THEIRS = "com.edgeml.Detector", "com.example.LogShipper"
+
+
+def _deployment(components, owned=()):
+    return {
+        "deploymentId": "d-1",
+        "components": {name: {"componentVersion": "1.0.0"} for name in components},
+        "tags": dict(gg2.ownership_tags(owned), team="other"),
+    }
+
+
+def test_ownership_tags_record_each_component_and_read_back():
+    tags = gg2.ownership_tags(["b.Two", "a.One"])
+    assert tags == {"edgeml:component:1": "a.One", "edgeml:component:2": "b.Two"}
+    assert gg2.owned_components({"tags": dict(tags, team="other")}) == {"a.One", "b.Two"}
+    assert gg2.owned_components(None) == set()
+
+
+def test_others_components_are_kept_and_ours_not_asked_for_are_removed():
+    latest = _deployment([OURS, THEIRS, "com.edgeml.OldModel"], owned=[OURS, "com.edgeml.OldModel"])
+    desired = {OURS: {"componentVersion": "2.0.0"}}
+    plan = gg2.ComponentsPlan(desired, latest, {OURS, "com.edgeml.OldModel"}, "keep", [])
+    assert plan.components == {OURS: {"componentVersion": "2.0.0"}, THEIRS: {"componentVersion": "1.0.0"}}
+    assert sorted(plan.kept) == [THEIRS] and plan.removed == ["com.edgeml.OldModel"] and not plan.refused
+
+
+def test_replace_is_refused_unless_each_of_the_others_is_named():
+    latest = _deployment([OURS, THEIRS, "aws.greengrass.Cli"], owned=[OURS])
+    refused = gg2.ComponentsPlan({OURS: {}}, latest, {OURS}, "replace", ["aws.greengrass.Cli"])
+    assert refused.refused and refused.unlisted == [THEIRS]
+    named = gg2.ComponentsPlan({OURS: {}}, latest, {OURS}, "replace", ["aws.greengrass.Cli", THEIRS])
+    assert not named.refused and named.components == {OURS: {}}
+    assert named.removed == ["aws.greengrass.Cli", THEIRS]
+
+
+def test_keep_still_removes_the_others_named_and_ignores_names_not_deployed():
+    latest = _deployment([OURS, THEIRS, "aws.greengrass.Cli"], owned=[OURS])
+    plan = gg2.ComponentsPlan({OURS: {}}, latest, {OURS}, "keep", ["aws.greengrass.Cli", "com.example.Gone"])
+    assert sorted(plan.kept) == [THEIRS] and plan.removed == ["aws.greengrass.Cli"]
+
+
+def test_without_a_latest_deployment_only_the_asked_components_go():
+    plan = gg2.ComponentsPlan({OURS: {}}, None, set(), "replace", [])
+    assert plan.components == {OURS: {}} and plan.kept == {} and plan.removed == [] and not plan.refused
