@@ -15,7 +15,9 @@ The tests run in order and each reads the state the previous ones left:
    previous detector keeps answering;
 4. a device offline during a deployment picks it up when it is back online, and the new version answers;
 5. site.yml killed (SIGKILL, the whole process tree) after a new component version and before its deployment:
-   the re-run deploys that version, with nothing made twice.
+   the re-run deploys that version, with nothing made twice;
+6. another team replaces the group's deployment with its own component (the device uninstalls the detector):
+   site.yml deploys the detector again and keeps their component, and both run on the device.
 """
 
 from __future__ import annotations
@@ -319,3 +321,44 @@ def test_a_run_killed_between_component_and_deployment_converges_with_nothing_ma
     assert {k: after[k] for k in unchanged} == {k: left[k] for k in unchanged}
     assert running_versions(fleet)[DETECTOR] == new_versions[0]
     assert ask(mqtt_client, fleet)["component"] == {"name": DETECTOR, "version": new_versions[0]}
+
+
+# --------------------------------------------------------------------------- 6. another team's component
+
+
+def test_a_component_another_team_deployed_keeps_running_after_site_yml(
+    mqtt_client, fleet, workdir, artefacts, env, client
+):
+    theirs = "com.example.LogShipper"
+    marker = "sleep 86399"  # their process, recognisable in the device's process list
+    recipe = {
+        "RecipeFormatVersion": "2020-01-25",
+        "ComponentName": theirs,
+        "ComponentVersion": "1.0.0",
+        "Manifests": [{"Platform": {"os": "linux"}, "Lifecycle": {"Run": f"exec {marker}"}}],
+    }
+    greengrass = client("greengrassv2")
+    greengrass.create_component_version(inlineRecipe=json.dumps(recipe).encode())
+    group_arn = client("iot").describe_thing_group(thingGroupName=THING_GROUP)["thingGroupArn"]
+    # Their deployment replaces ours with their component only, as a console user starting from scratch does: the
+    # device uninstalls the detector.
+    created = greengrass.create_deployment(
+        targetArn=group_arn, deploymentName="log-shipping", components={theirs: {"componentVersion": "1.0.0"}}
+    )
+    deadline = time.monotonic() + 300
+    while device_status(client)[0]["deploymentId"] != created["deploymentId"] or device_status(client)[0][
+        "coreDeviceExecutionStatus"
+    ] in ("QUEUED", "IN_PROGRESS"):
+        assert time.monotonic() < deadline, device_status(client)[0]
+        time.sleep(3)
+    assert device_status(client)[0]["coreDeviceExecutionStatus"] == "SUCCEEDED", device_status(client)[0]
+    assert set(running_versions(fleet)) == {theirs}, "their deployment did not uninstall the detector"
+
+    run = site(fleet, workdir, artefacts, env, "after-another-team")
+    assert run.run.returncode == 0, run.describe()
+    [deployed] = run.run.results("Deployment to the thing group").values()
+    assert deployed["changed"] and deployed["kept_components"] == [theirs], deployed
+    assert set(running_versions(fleet)) == {DETECTOR, MODEL, theirs}
+    processes = fleet.run(HOST, "ps -o user=,args= -u ggc_user").stdout
+    assert marker in processes and "greengrass_v2_detector.py" in processes, processes
+    assert_sample_detections(ask(mqtt_client, fleet))
