@@ -169,6 +169,81 @@ def run_site(
     return TimedRun(run, time.monotonic() - started)
 
 
+@dataclass
+class RunnerRun:
+    """A run through ansible-runner, read as AWX reads it: the event stream and the final stats."""
+
+    rc: int
+    status: str
+    events: list[dict]
+    stdout: str
+    seconds: float
+
+    def of(self, kind: str) -> list[dict]:
+        return [event for event in self.events if event.get("event") == kind]
+
+    @property
+    def stats(self) -> dict[str, dict[str, int]]:
+        """{count: {host: n}} of the last playbook_on_stats event (ok, changed, failures, dark, skipped...)."""
+        [last] = self.of("playbook_on_stats")[-1:] or [{}]
+        return last.get("event_data", {})
+
+    @property
+    def recap(self) -> dict[str, dict[str, int]]:
+        """{host: {ok, changed, failures, dark, ...}}, the PLAY RECAP the stats event carries."""
+        counts = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
+        hosts = {host for count in counts for host in self.stats.get(count) or {}}
+        return {host: {count: (self.stats.get(count) or {}).get(host, 0) for count in counts} for host in hosts}
+
+    def output_text(self) -> str:
+        """Everything the run printed and every event it sent (results included)."""
+        return self.stdout + "\n" + json.dumps(self.events, default=str)
+
+    def changed_tasks(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for event in self.of("runner_on_ok"):
+            data = event["event_data"]
+            if data.get("res", {}).get("changed"):
+                found.setdefault(data["host"], []).append(data["task"])
+        return found
+
+    def describe(self) -> str:
+        failed = [
+            f"{e['event_data'].get('host')}: {e['event_data'].get('task')}: {e['event_data'].get('res', {}).get('msg')}"
+            for e in self.of("runner_on_failed") + self.of("runner_on_unreachable")
+            if not e["event_data"].get("ignore_errors")
+        ]
+        return f"rc={self.rc} status={self.status}\nfailed={failed}\n{self.stdout[-3000:]}"
+
+
+def run_site_with_runner(
+    playbook: Path, inventories: list[Path], extra_vars_file: Path, env: dict[str, str], private_data_dir: Path
+) -> RunnerRun:
+    """site.yml through ansible_runner.run() on a copy of the repository's runner/ private data directory (its
+    env/settings and env/envvars), with the repository as the project, as runner/README.md documents."""
+    import ansible_runner
+
+    shutil.copytree(REPO_ROOT / "runner", private_data_dir)
+    events: list[dict] = []
+    started = time.monotonic()
+    runner = ansible_runner.run(
+        private_data_dir=str(private_data_dir),
+        project_dir=str(REPO_ROOT),
+        playbook=str(playbook.relative_to(REPO_ROOT)),
+        inventory=[str(LOCAL_TESTBED_INVENTORY), *map(str, inventories)],
+        cmdline=f"-e @{extra_vars_file}",
+        # ansible-runner starts the ansible-playbook it finds on PATH: this interpreter's.
+        envvars=dict(
+            {k: v for k, v in env.items() if k != "ANSIBLE_CONFIG"},
+            PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)]),
+        ),
+        event_handler=lambda event: events.append(event) or True,
+        quiet=True,
+    )
+    stdout = runner.stdout.read() if runner.stdout else ""
+    return RunnerRun(runner.rc, runner.status, events, stdout, time.monotonic() - started)
+
+
 def start_site(playbook: Path, inventories: list[Path], extra_vars_file: Path, env: dict[str, str], log: Path):
     """run_site's ansible-playbook started in the background (output to ``log``), for a test that kills it."""
     more_inventories = [arg for inventory in inventories for arg in ("-i", str(inventory))]

@@ -15,7 +15,8 @@ in order and each reads the state the previous runs left:
    AWS (thing, certificate, policy) or on it;
 2. the input fixed, a re-run completes the fleet (the bad device from scratch): exactly one of each resource in
    AWS, so the faults of the first run left nothing duplicated or orphaned;
-3. a third run changes nothing on any host and makes no AWS write call;
+3. a third run, through ansible-runner as AWX runs it (runner/, the event stream read as AWX reads it), changes
+   nothing on any host and makes no AWS write call;
 4. the smoke test runs the deployed detector on a device and brings back its detections;
 5. the devices' private keys never reached the controller or AWS, and are 0600 on the devices.
 """
@@ -48,6 +49,7 @@ from tests.e2e.fleet import (
     load_average,
     recording_endpoint,
     run_site,
+    run_site_with_runner,
 )
 from tests.testbed.edge_devices import EdgeDeviceBed
 from tests.testbed.fault_proxy import FaultPlan, FaultProxy
@@ -167,11 +169,13 @@ def second_run(first_run, fleet, extra_vars_file, env, client, runs):
 
 
 @pytest.fixture(scope="module")
-def third_run(second_run, fleet, extra_vars_file, env, client, endpoint, runs):
+def third_run(second_run, fleet, extra_vars_file, env, client, endpoint, runs, workdir):
     requests = endpoint[1]
     before = aws_inventory(client)
     mark = requests.mark()
-    runs["third"] = run_site(SITE_PLAYBOOK, [fleet.inventory], extra_vars_file, env)
+    runs["third"] = run_site_with_runner(
+        SITE_PLAYBOOK, [fleet.inventory], extra_vars_file, env, workdir / "runner-third"
+    )
     calls = requests.calls(since=mark)
     return runs["third"], before, aws_inventory(client), calls
 
@@ -316,9 +320,14 @@ def test_rerun_completes_the_fleet_without_duplicates_in_aws(first_run, second_r
 
 def test_third_run_changes_nothing_and_writes_nothing_to_aws(third_run):
     run, before, after, calls = third_run
-    assert run.run.returncode == 0, run.describe()
-    changed = {host: stats["changed"] for host, stats in run.recap.items()}
-    assert changed == dict.fromkeys(HOSTS, 0), f"changed: {run.changed_tasks()}"
+    assert (run.rc, run.status) == (0, "successful"), run.describe()
+    # The event stream, as AWX reads it: each host's task results, no failure, then the stats.
+    assert {e["event_data"]["host"] for e in run.of("runner_on_ok")} == set(HOSTS), run.describe()
+    failed = [e for e in run.of("runner_on_failed") if not e["event_data"].get("ignore_errors")]
+    assert failed + run.of("runner_on_unreachable") == [], run.describe()
+    assert run.events[-1]["event"] == "playbook_on_stats", run.events[-1]
+    assert {host: run.stats["changed"].get(host, 0) for host in HOSTS} == dict.fromkeys(HOSTS, 0), run.changed_tasks()
+    assert all(run.stats["ok"].get(host, 0) > 0 for host in HOSTS) and not run.stats["failures"], run.stats
     # The request log is live: the run read AWS (idempotence is checked against it)...
     assert len(calls) > DEVICE_COUNT, f"the endpoint recorded only {calls}"
     # ...and wrote nothing.
