@@ -217,10 +217,17 @@ class RunnerRun:
 
 
 def run_site_with_runner(
-    playbook: Path, inventories: list[Path], extra_vars_file: Path, env: dict[str, str], private_data_dir: Path
+    playbook: Path,
+    inventories: list[Path],
+    extra_vars_file: Path,
+    env: dict[str, str],
+    private_data_dir: Path,
+    bin_dir: Path | None = None,
 ) -> RunnerRun:
     """site.yml through ansible_runner.run() on a copy of the repository's runner/ private data directory (its
-    env/settings and env/envvars), with the repository as the project, as runner/README.md documents."""
+    env/settings and env/envvars), with the repository as the project, as runner/README.md documents.
+
+    ``bin_dir``: where the ansible-playbook to run is (an execution environment's); this interpreter's by default."""
     import ansible_runner
 
     shutil.copytree(REPO_ROOT / "runner", private_data_dir)
@@ -232,10 +239,10 @@ def run_site_with_runner(
         playbook=str(playbook.relative_to(REPO_ROOT)),
         inventory=[str(LOCAL_TESTBED_INVENTORY), *map(str, inventories)],
         cmdline=f"-e @{extra_vars_file}",
-        # ansible-runner starts the ansible-playbook it finds on PATH: this interpreter's.
+        # ansible-runner starts the ansible-playbook it finds first on PATH.
         envvars=dict(
             {k: v for k, v in env.items() if k != "ANSIBLE_CONFIG"},
-            PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)]),
+            PATH=os.pathsep.join([str(bin_dir or Path(sys.executable).parent), env.get("PATH", os.defpath)]),
         ),
         event_handler=lambda event: events.append(event) or True,
         quiet=True,

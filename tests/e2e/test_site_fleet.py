@@ -15,8 +15,9 @@ in order and each reads the state the previous runs left:
    AWS (thing, certificate, policy) or on it;
 2. the input fixed, a re-run completes the fleet (the bad device from scratch): exactly one of each resource in
    AWS, so the faults of the first run left nothing duplicated or orphaned;
-3. a third run, through ansible-runner as AWX runs it (runner/, the event stream read as AWX reads it), changes
-   nothing on any host and makes no AWS write call;
+3. a third run, through ansible-runner as AWX runs it (runner/, the event stream read as AWX reads it), from the
+   execution environment (execution-environment.yml: the built collection, its dependencies and Python
+   requirements only, tests/execution_environment.py), changes nothing on any host and makes no AWS write call;
 4. the smoke test runs the deployed detector on a device and brings back its detections;
 5. the devices' private keys never reached the controller or AWS, and are 0600 on the devices.
 """
@@ -33,6 +34,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests import execution_environment
 from tests.e2e.fleet import (
     REPO_ROOT,
     SITE_PLAYBOOK,
@@ -173,11 +175,14 @@ def third_run(second_run, fleet, extra_vars_file, env, client, endpoint, runs, w
     requests = endpoint[1]
     before = aws_inventory(client)
     mark = requests.mark()
+    # The execution environment's ansible-playbook, Python packages and collections (the built collection, not this
+    # checkout): what AWX runs the job in.
+    ee = execution_environment.build(workdir / "execution-environment")
     runs["third"] = run_site_with_runner(
-        SITE_PLAYBOOK, [fleet.inventory], extra_vars_file, env, workdir / "runner-third"
+        SITE_PLAYBOOK, [fleet.inventory], extra_vars_file, ee.environment(env), workdir / "runner-third", ee.bin
     )
     calls = requests.calls(since=mark)
-    return runs["third"], before, aws_inventory(client), calls
+    return runs["third"], before, aws_inventory(client), calls, ee
 
 
 @pytest.fixture(scope="module")
@@ -319,8 +324,12 @@ def test_rerun_completes_the_fleet_without_duplicates_in_aws(first_run, second_r
 
 
 def test_third_run_changes_nothing_and_writes_nothing_to_aws(third_run):
-    run, before, after, calls = third_run
+    run, before, after, calls, ee = third_run
     assert (run.rc, run.status) == (0, "successful"), run.describe()
+    # The roles ran from the collection installed in the execution environment, not from this checkout.
+    task_paths = {e["event_data"].get("task_path", "") for e in run.of("runner_on_ok")}
+    role_tasks = {path for path in task_paths if "/roles/" in path}
+    assert role_tasks and all(path.startswith(f"{ee.collections}/") for path in role_tasks), sorted(role_tasks)[:5]
     # The event stream, as AWX reads it: each host's task results, no failure, then the stats.
     assert {e["event_data"]["host"] for e in run.of("runner_on_ok")} == set(HOSTS), run.describe()
     failed = [e for e in run.of("runner_on_failed") if not e["event_data"].get("ignore_errors")]
