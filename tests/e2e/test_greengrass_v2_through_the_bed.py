@@ -17,7 +17,9 @@ The tests run in order and each reads the state the previous ones left:
 5. site.yml killed (SIGKILL, the whole process tree) after a new component version and before its deployment:
    the re-run deploys that version, with nothing made twice;
 6. another team replaces the group's deployment with its own component (the device uninstalls the detector):
-   site.yml deploys the detector again and keeps their component, and both run on the device.
+   site.yml deploys the detector again and keeps their component, and both run on the device;
+7. the edgeml.greengrass.aws_iot inventory plugin lists the device with what its nucleus reported, and Ansible reaches
+   it through that inventory alone.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import base64
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -33,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.fleet import (
+    REPO_ROOT,
     SITE_PLAYBOOK,
     aws_clients,
     aws_inventory,
@@ -46,7 +51,8 @@ from tests.e2e.fleet import (
     start_site,
 )
 from tests.e2e.greengrass_mqtt import Requester
-from tests.roles.playbook_json import kill_process_tree
+from tests.roles.playbook_json import kill_process_tree, without_unsafe_markers
+from tests.testbed.edge_devices import DEVICE_USER
 from tests.testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 
 pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
@@ -362,3 +368,68 @@ def test_a_component_another_team_deployed_keeps_running_after_site_yml(
     processes = fleet.run(HOST, "ps -o user=,args= -u ggc_user").stdout
     assert marker in processes and "greengrass_v2_detector.py" in processes, processes
     assert_sample_detections(ask(mqtt_client, fleet))
+
+
+# --------------------------------------------------------------------------- 7. the inventory from AWS IoT
+
+
+def test_the_aws_iot_inventory_finds_the_core_device_and_ansible_reaches_it(
+    first_deployment, fleet, client, env, workdir
+):
+    """The edgeml.greengrass.aws_iot inventory plugin alone (no inventory file of the bed) lists the device with what
+    its nucleus reported, and Ansible reaches it at the address kept in its thing attribute."""
+    address = fleet.hosts[HOST]
+    client("iot").update_thing(thingName=HOST, attributePayload={"attributes": {"address": address}, "merge": True})
+    ssh_args = f"-o UserKnownHostsFile={fleet.known_hosts} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+    source = workdir / "fleet.aws_iot.yml"
+    config = {
+        "plugin": "edgeml.greengrass.aws_iot",
+        "thing_groups": [THING_GROUP],
+        "statuses": ["HEALTHY"],
+        # How this bed's devices are reached over SSH (the user's own compose would read thing attributes).
+        "compose": {
+            "ansible_user": repr(DEVICE_USER),
+            "ansible_ssh_private_key_file": repr(str(fleet.private_key)),
+            "ansible_ssh_common_args": repr(ssh_args),
+            "ansible_python_interpreter": repr("/usr/bin/python3"),
+        },
+    }
+    source.write_text(json.dumps(config, indent=2) + "\n")
+    environment = dict(env, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), ANSIBLE_INVENTORY_UNPARSED_FAILED="true")
+    binaries = Path(sys.executable).parent
+
+    listed = subprocess.run(
+        [str(binaries / "ansible-inventory"), "-i", str(source), "--host", HOST],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    host = without_unsafe_markers(json.loads(listed.stdout))
+    reported = client("greengrassv2").get_core_device(coreDeviceThingName=HOST)
+    assert (host["greengrass_status"], host["greengrass_core_version"]) == ("HEALTHY", reported["coreVersion"]), host
+    assert (host["greengrass_platform"], host["greengrass_architecture"]) == (
+        reported["platform"],
+        reported["architecture"],
+    )
+    assert host["ansible_host"] == address and THING_GROUP in host["iot_thing_groups"], host
+
+    pinged = subprocess.run(
+        [
+            str(binaries / "ansible"),
+            "greengrass_healthy",
+            "-i",
+            str(source),
+            "-m",
+            "ansible.builtin.command",
+            "-a",
+            "hostname",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert pinged.returncode == 0, pinged.stdout + pinged.stderr
+    assert f"{HOST} | CHANGED | rc=0" in pinged.stdout, pinged.stdout

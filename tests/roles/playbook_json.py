@@ -175,3 +175,15 @@ def kill_process_tree(root: int) -> set[int]:
         except ProcessLookupError:
             pass
     return frozen
+
+
+def without_unsafe_markers(value):
+    """ansible-inventory's JSON with the markers of values Ansible will not template (all that an inventory plugin
+    read from AWS) taken off: {"__ansible_unsafe": "10.0.0.5"} -> "10.0.0.5"."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {key: without_unsafe_markers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_unsafe_markers(item) for item in value]
+    return value
