@@ -557,6 +557,24 @@ def list_core_devices(client, thing_group_arn=None):
 
 
 @aws_retry()
+def get_core_device(client, thing_name):
+    try:
+        return client.get_core_device(coreDeviceThingName=thing_name)
+    except is_boto3_error_code("ResourceNotFoundException"):
+        return None
+
+
+@aws_retry()
+def delete_core_device(client, thing_name):
+    """DeleteCoreDevice; False when the core device was not (or no longer) there, as after a lost response."""
+    try:
+        client.delete_core_device(coreDeviceThingName=thing_name)
+    except is_boto3_error_code("ResourceNotFoundException"):
+        return False
+    return True
+
+
+@aws_retry()
 def list_effective_deployments(client, thing_name):
     paginator = client.get_paginator("list_effective_deployments")
     try:

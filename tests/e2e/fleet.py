@@ -41,6 +41,7 @@ from tests.testbed.aws_endpoint import LocalAwsEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SITE_PLAYBOOK = REPO_ROOT / "playbooks" / "site.yml"
+DECOMMISSION_PLAYBOOK = REPO_ROOT / "playbooks" / "decommission.yml"
 SMOKE_TEST_PLAYBOOK = REPO_ROOT / "playbooks" / "smoke_test.yml"
 LOCAL_TESTBED_INVENTORY = REPO_ROOT / "inventories" / "local_testbed"
 # Operations that only read, by name (AWS's naming convention holds for every service used here).
@@ -152,8 +153,9 @@ def run_site(
     env: dict[str, str],
     extra_vars: dict | None = None,
     timeout: float = 1800,
+    options: tuple[str, ...] = (),
 ) -> TimedRun:
-    """ansible-playbook PLAYBOOK -i local_testbed -i INVENTORY... -e @EXTRA_VARS_FILE, timed (wall clock)."""
+    """ansible-playbook PLAYBOOK -i local_testbed -i INVENTORY... -e @EXTRA_VARS_FILE [OPTIONS], timed (wall clock)."""
     more_inventories = [arg for inventory in inventories for arg in ("-i", str(inventory))]
     started = time.monotonic()
     run = run_playbook(
@@ -162,6 +164,7 @@ def run_site(
         *more_inventories,
         "-e",
         f"@{extra_vars_file}",
+        *options,
         extra_vars=extra_vars,
         env=env,
         timeout=timeout,
@@ -478,6 +481,10 @@ def aws_inventory(client) -> dict:
         for obj in s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
             objects[f"{bucket['Name']}/{obj['Key']}"] = obj["ETag"]
     return {
+        "core_devices": sorted(d["coreDeviceThingName"] for d in greengrassv2.list_core_devices()["coreDevices"]),
+        "role_aliases": sorted(iot.list_role_aliases()["roleAliases"]),
+        "iam_roles": sorted(role["RoleName"] for role in client("iam").list_roles()["Roles"]),
+        "buckets": sorted(bucket["Name"] for bucket in s3.list_buckets()["Buckets"]),
         "things": things,
         "thing_groups": thing_groups,
         "certificates": certificates,

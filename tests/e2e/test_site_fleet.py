@@ -19,7 +19,10 @@ in order and each reads the state the previous runs left:
    execution environment (execution-environment.yml: the built collection, its dependencies and Python
    requirements only, tests/execution_environment.py), changes nothing on any host and makes no AWS write call;
 4. the smoke test runs the deployed detector on a device and brings back its detections;
-5. the devices' private keys never reached the controller or AWS, and are 0600 on the devices.
+5. the devices' private keys never reached the controller or AWS, and are 0600 on the devices;
+6. playbooks/decommission.yml with the fleet-wide flag: check mode writes nothing; the real run leaves the endpoint
+   as it was before the first run (every resource type site.yml makes, counted) and no Greengrass on the devices;
+   a second run changes nothing and writes nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import pytest
 
 from tests import execution_environment
 from tests.e2e.fleet import (
+    DECOMMISSION_PLAYBOOK,
     REPO_ROOT,
     SITE_PLAYBOOK,
     SMOKE_TEST_PLAYBOOK,
@@ -155,7 +159,13 @@ def first_run_faults() -> FaultPlan:
 
 
 @pytest.fixture(scope="module")
-def first_run(fleet, extra_vars_file, env, client, runs, workdir, endpoint, first_run_faults):
+def pristine(endpoint, client) -> dict:
+    """What the endpoint holds before site.yml ran (decommissioning returns to it)."""
+    return aws_inventory(client)
+
+
+@pytest.fixture(scope="module")
+def first_run(pristine, fleet, extra_vars_file, env, client, runs, workdir, endpoint, first_run_faults):
     # A realistic per-host input error: the inventory says this CPU-only device has a GPU.
     bad_input = host_vars_inventory(workdir / "bad_input.yml", {BAD_HOST: {"edgeml_gpu": True}})
     with FaultProxy(endpoint[0].url, first_run_faults) as proxy:
@@ -434,3 +444,53 @@ def test_private_keys_stay_on_the_devices_and_are_0600(smoke_run, fleet, endpoin
     assert [body[:200] for body in sent if any(needle in body for needle in needles)] == []
     # The scan does find a private key where there is one: the bed's own SSH key (the controller's).
     assert controller_files_mentioning([fleet.private_key], ["PRIVATE KEY"]) != []
+
+
+# --------------------------------------------------------------------------- 6. decommissioning
+
+
+@pytest.fixture(scope="module")
+def decommissioned(smoke_run, fleet, extra_vars_file, env, client, endpoint, workdir):
+    requests = endpoint[1]
+    asked = {"edgeml_decommission": True, "edgeml_decommission_fleet": True}
+    runs = {}
+    before = aws_inventory(client)
+    for name, options in (("check", ("--check",)), ("real", ()), ("again", ())):
+        mark = requests.mark()
+        run = run_site(
+            DECOMMISSION_PLAYBOOK, [fleet.inventory], extra_vars_file, env, extra_vars=asked, options=options
+        )
+        (workdir / f"decommission-{name}.json").write_text(run.output_text())
+        runs[name] = (run, requests.calls(since=mark), aws_inventory(client))
+    return before, runs
+
+
+def test_decommissioning_removes_everything_site_yml_made_and_changes_nothing_the_second_time(
+    decommissioned, pristine, fleet
+):
+    before, runs = decommissioned
+    check, check_calls, after_check = runs["check"]
+    assert check.run.returncode == 0, check.describe()
+    assert all(check.recap[host]["changed"] > 0 for host in HOSTS), check.recap
+    assert [str(call) for call in check_calls if call.is_write] == [], "check mode wrote to AWS"
+    assert after_check == before
+
+    real, _calls, after = runs["real"]
+    assert real.run.returncode == 0, real.describe()
+    # Every resource type site.yml makes (things, certificates, policies, V1 groups and definitions, Lambdas, V2
+    # components, deployments and core devices, role aliases, IAM roles, buckets and objects) back to the count and
+    # names it had before the first run: nothing orphaned.
+    assert before["things"] and before["components"] and before["functions"], before
+    assert after == pristine, {key: after[key] for key in after if after[key] != pristine[key]}
+    for host in HOSTS:
+        left = fleet.run(host, f"sudo ls -d /greengrass {CORE_UNIT} 2>&1; systemctl is-active greengrass.service")
+        assert "No such file or directory" in left.stdout and "/greengrass\n" not in left.stdout, (host, left.stdout)
+        assert left.stdout.strip().endswith(("inactive", "unknown")), (host, left.stdout)
+        # The inference runtime stays: it is no part of Greengrass.
+        assert fleet.run(host, "test -x /opt/edgeml/inference-venv/bin/python").returncode == 0, host
+
+    again, again_calls, after_again = runs["again"]
+    assert again.run.returncode == 0, again.describe()
+    assert {host: again.recap[host]["changed"] for host in HOSTS} == dict.fromkeys(HOSTS, 0), again.changed_tasks()
+    assert [str(call) for call in again_calls if call.is_write] == []
+    assert after_again == pristine

@@ -23,7 +23,8 @@ would, whatever client sent it):
     historyFilter), CancelDeployment (only ACTIVE ones), DeleteDeployment (ACTIVE ones need a
     cancel first: ``ConflictException``);
   ListCoreDevices (thingGroupArn and status filters through the emulated IoT's group
-    membership), GetCoreDevice, ListEffectiveDeployments (``ListEffectiveDeploymentsForCoreDevice``).
+    membership), GetCoreDevice, DeleteCoreDevice (the record only, not the thing), ListEffectiveDeployments
+    (``ListEffectiveDeploymentsForCoreDevice``).
   ``maxResults``/``nextToken`` paging on every list.
   ``clientToken`` idempotency of CreateComponentVersion and CreateDeployment (``idempotency_cached``): the model's
     clientToken documentation says a repeated request with the token of a successful one gets "the successful
@@ -701,6 +702,14 @@ def get_core_device(request, state: _State, thing_name: str):
     return 200, dict(_core_device(state, thing_name))
 
 
+def delete_core_device(request, state: _State, thing_name: str):
+    # API reference, DeleteCoreDevice: "removes the core device from the list of core devices. This operation doesn't
+    # delete the IoT thing." 204 on success (service model); an unknown device is ResourceNotFoundException.
+    _core_device(state, thing_name)
+    del state.core_devices[thing_name]
+    return 204, None
+
+
 def _effective_execution(state: _State, thing_name: str, deployment: dict) -> dict:
     key = (thing_name, deployment["deploymentId"])
     execution = state.effective.get(key)
@@ -776,6 +785,7 @@ _ROUTES = [
     ("POST", r"^/greengrass/v2/deployments/(?P<id>[^/]+)/cancel$", "CancelDeployment", cancel_deployment, "id"),
     ("GET", r"^/greengrass/v2/coreDevices$", "ListCoreDevices", list_core_devices, "region"),
     ("GET", r"^/greengrass/v2/coreDevices/(?P<thing>[^/]+)$", "GetCoreDevice", get_core_device, "thing"),
+    ("DELETE", r"^/greengrass/v2/coreDevices/(?P<thing>[^/]+)$", "DeleteCoreDevice", delete_core_device, "thing"),
     (
         "GET",
         r"^/greengrass/v2/coreDevices/(?P<thing>[^/]+)/effectiveDeployments$",
