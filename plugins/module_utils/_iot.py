@@ -137,6 +137,28 @@ def create_thing_group(client, group_name):
         raise
 
 
+@IoTErrorHandler.list_error_handler("list things in thing group", [])
+@aws_retry()
+def list_things_in_thing_group(client, group_name):
+    paginator = client.get_paginator("list_things_in_thing_group")
+    return paginator.paginate(thingGroupName=group_name).build_full_result()["things"]
+
+
+@IoTErrorHandler.list_error_handler("list child thing groups", [])
+@aws_retry()
+def list_child_thing_groups(client, group_name):
+    paginator = client.get_paginator("list_thing_groups")
+    result = paginator.paginate(parentGroup=group_name, recursive=False).build_full_result()
+    return [g["groupName"] for g in result["thingGroups"]]
+
+
+@IoTErrorHandler.deletion_error_handler("delete thing group")
+@aws_retry()
+def delete_thing_group(client, group_name):
+    # A group already gone (ResourceNotFoundException) counts as deleted: the handler returns False for it.
+    client.delete_thing_group(thingGroupName=group_name)
+
+
 @IoTErrorHandler.common_error_handler("add thing to thing group")
 @aws_retry()
 def add_thing_to_thing_group(client, thing_name, group_name):

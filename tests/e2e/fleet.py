@@ -485,6 +485,7 @@ def aws_inventory(client) -> dict:
         "role_aliases": sorted(iot.list_role_aliases()["roleAliases"]),
         "iam_roles": sorted(role["RoleName"] for role in client("iam").list_roles()["Roles"]),
         "buckets": sorted(bucket["Name"] for bucket in s3.list_buckets()["Buckets"]),
+        "thing_group_names": sorted(group["groupName"] for group in iot.list_thing_groups()["thingGroups"]),
         "things": things,
         "thing_groups": thing_groups,
         "certificates": certificates,
