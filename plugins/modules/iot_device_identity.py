@@ -42,8 +42,8 @@ options:
       - C(present) creates or updates the identity.
       - C(absent) detaches the policy and the certificates from the thing, deactivates and deletes
         the certificates that belong to no other thing, deletes the policy named I(policy_name)
-        when no other principal uses it, and deletes the thing. Thing groups are kept (other things may
-        belong to them).
+        when no other principal uses it, removes the thing from its thing groups and deletes it. The thing
+        groups are kept (other things may belong to them).
     type: str
     choices: [present, absent]
     default: present
@@ -608,8 +608,9 @@ def ensure_absent(module, client, checked):
     thing = iot.describe_thing(client, thing_name)
     attached = iot.attached_certificates(client, thing_name) if thing else []
     policy = iot.get_policy(client, policy_name)
+    memberships = iot.list_thing_groups_for_thing(client, thing_name) if thing else []
     before = {
-        "thing": thing_view(thing, iot.list_thing_groups_for_thing(client, thing_name) if thing else []),
+        "thing": thing_view(thing, memberships),
         "certificates": [{"id": c["id"], "status": c["status"]} for c in attached],
         "policy": {"name": policy_name} if policy else None,
     }
@@ -639,6 +640,9 @@ def ensure_absent(module, client, checked):
     if thing is not None:
         changed = True
         if not check:
+            # Out of its groups first, so that no group lists a thing that is gone (the groups themselves stay).
+            for group in memberships:
+                iot.remove_thing_from_thing_group(client, thing_name, group)
             iot.delete_thing(client, thing_name)
     after = {"thing": None, "certificates": [], "policy": None}
     return {"changed": changed, "retired_certificates": retired, "diff": {"before": before, "after": after}}
