@@ -64,6 +64,13 @@ options:
       - The thing attribute that holds the device's address (IP address or DNS name), set as C(ansible_host).
     type: str
     default: address
+  filters:
+    description:
+      - Keeps only the hosts whose thing matches every filter, as C(amazon.aws.aws_ec2)'s C(tag:Name) filters do.
+      - "Keys: C(thing_type) (the thing type name) and C(attribute:<name>) (a thing attribute); a value is one value
+        or a list of values, any of which matches."
+    type: dict
+    default: {}
   parent_group:
     description:
       - A group every host of this source is put in. Empty for none.
@@ -232,7 +239,33 @@ def host_variables(record, address_attribute):
     return variables
 
 
-def kept(record, statuses, include_things_without_core_device):
+def checked_filters(filters):
+    """{key: [accepted values]} of the `filters` option, or AnsibleError naming the key that is not a filter."""
+    checked = {}
+    for key, value in (filters or {}).items():
+        if key != "thing_type" and not (key.startswith("attribute:") and len(key) > len("attribute:")):
+            raise AnsibleError(
+                f"aws_iot inventory: `filters` has the key {key!r}: expected thing_type or attribute:<name>"
+            )
+        values = value if isinstance(value, list) else [value]
+        checked[key] = [str(item) for item in values]
+    return checked
+
+
+def matches(record, filters):
+    for key, accepted in filters.items():
+        if key == "thing_type":
+            found = record["thing_type"]
+        else:
+            found = record["attributes"].get(key[len("attribute:") :])
+        if found not in accepted:
+            return False
+    return True
+
+
+def kept(record, statuses, include_things_without_core_device, filters):
+    if not matches(record, filters):
+        return False
     core = record["core_device"]
     if core is None:
         return include_things_without_core_device
@@ -257,6 +290,7 @@ class InventoryModule(AWSInventoryBase):
                 raise AnsibleError(f"aws_iot inventory: `{name}` has {wrong!r}: expected non-empty names")
         if not self.get_option("address_attribute"):
             raise AnsibleError("aws_iot inventory: `address_attribute` is empty: expected a thing attribute name")
+        checked_filters(self.get_option("filters"))
         return regions
 
     def _read(self, regions):
@@ -293,6 +327,7 @@ class InventoryModule(AWSInventoryBase):
         hosts, parents = read["hosts"], read["group_parents"]
         statuses = self.get_option("statuses")
         with_things = self.get_option("include_things_without_core_device")
+        filters = checked_filters(self.get_option("filters"))
         address_attribute = self.get_option("address_attribute")
         parent = self.get_option("parent_group")
         strict = self.get_option("strict")
@@ -300,7 +335,7 @@ class InventoryModule(AWSInventoryBase):
             self.inventory.add_group(parent)
         for name in sorted(hosts):
             record = hosts[name]
-            if not kept(record, statuses, with_things):
+            if not kept(record, statuses, with_things, filters):
                 continue
             self.inventory.add_host(name, group=parent or None)
             variables = host_variables(record, address_attribute)

@@ -127,6 +127,18 @@ def test_statuses_and_things_without_core_device_filter_the_hosts(things, tmp_pa
     assert set(listed["_meta"]["hostvars"]) == {"cam-01", "cam-02"} and "edge_devices" not in listed
 
 
+def test_filters_keep_the_things_whose_attributes_and_type_match(things, tmp_path, ansible_env):
+    config = {"plugin": "edgeml.greengrass.aws_iot", "thing_groups": ["fleet"], "filters": {"attribute:gpu": "true"}}
+    rc, listed = inventory(tmp_path, ansible_env, config)
+    assert rc == 0 and set(listed["_meta"]["hostvars"]) == {"cam-01"}, listed
+    config["filters"] = {"attribute:address": ["10.0.0.5", "cam-03.plant.example"], "thing_type": "no-such-type"}
+    rc, listed = inventory(tmp_path, ansible_env, config)
+    assert rc == 0 and set(listed.get("_meta", {}).get("hostvars", {})) == set(), listed
+    config["filters"] = {"attribute:address": ["10.0.0.5", "cam-03.plant.example"]}
+    rc, listed = inventory(tmp_path, ansible_env, config)
+    assert rc == 0 and set(listed["_meta"]["hostvars"]) == {"cam-01", "cam-03"}, listed
+
+
 def test_the_inventory_cache_answers_until_flushed(things, tmp_path, ansible_env, aws_client):
     config = {
         "plugin": "edgeml.greengrass.aws_iot",
@@ -167,6 +179,11 @@ def test_throttled_and_failed_calls_are_retried(things, tmp_path, ansible_env):
         ({"statuses": ["RUNNING"]}, {}, "Invalid value ['RUNNING'] for config 'statuses'"),
         ({"thing_groups": ["fleet", ""]}, {}, "`thing_groups` has ['']"),
         ({"address_attribute": ""}, {}, "`address_attribute` is empty"),
+        (
+            {"filters": {"tag:Name": "x"}},
+            {},
+            "`filters` has the key 'tag:Name': expected thing_type or attribute:<name>",
+        ),
         (
             {"thing_groups": ["no-such-group"]},
             {},
