@@ -112,8 +112,10 @@ cache_timeout: 3600
 
 from ansible.errors import AnsibleError  # noqa: E402
 
+from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError  # noqa: E402
 from ansible_collections.amazon.aws.plugins.plugin_utils.inventory import AWSInventoryBase  # noqa: E402
-from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils import _greengrass_v2 as gg2  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot  # noqa: E402
 
 try:
     import botocore
@@ -121,65 +123,45 @@ except ImportError:
     pass  # amazon.aws's require_aws_sdk() reports it
 
 THING_GROUP_PREFIX = "thing_group_"
-STATUSES = ("HEALTHY", "UNHEALTHY")
 
 
-def _pages(call, key, **params):
-    """Every item of a paginated AWS IoT / Greengrass V2 list call (nextToken), each page retried as the modules do."""
-    items, token = [], None
-    while True:
-        page = call(aws_retry=True, **dict(params, **({"nextToken": token} if token else {})))
-        items.extend(page.get(key) or [])
-        token = page.get("nextToken")
-        if not token:
-            return items
-
-
-def thing_group_tree(iot, thing_groups, region):
+def thing_group_tree(client, thing_groups, region):
     """{group: its parent group or None} for the listed groups and all their descendants, walked level by level."""
     for group in thing_groups:
-        try:
-            iot.describe_thing_group(aws_retry=True, thingGroupName=group)
-        except botocore.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                raise AnsibleError(
-                    f"aws_iot inventory: thing group {group!r} of `thing_groups` does not exist in {region}"
-                ) from error
-            raise
+        if iot.describe_thing_group(client, group) is None:
+            raise AnsibleError(f"aws_iot inventory: thing group {group!r} of `thing_groups` does not exist in {region}")
     parents, level = dict.fromkeys(thing_groups), list(thing_groups)
     while level:
         below = []
         for group in level:
-            for child in _pages(iot.list_thing_groups, "thingGroups", parentGroup=group, recursive=False):
-                if child["groupName"] not in parents:
-                    parents[child["groupName"]] = group
-                    below.append(child["groupName"])
+            for child in iot.list_child_thing_groups(client, group):
+                if child not in parents:
+                    parents[child] = group
+                    below.append(child)
         level = below
     return parents
 
 
-def region_inventory(iot, greengrass, thing_groups, region):
+def region_inventory(client, greengrass, thing_groups, region):
     """What this source knows of one region, as plain data (so that it can be cached):
     {"hosts": {thing name: host record}, "group_parents": {thing group: parent or None}}.
 
     A host record: the thing (name, ARN, type, attributes), the thing groups it is directly in (of those listed and
     their child groups; all of its groups when no group is listed) and its Greengrass V2 core device (or None).
     """
-    core_devices = {
-        device["coreDeviceThingName"]: device for device in _pages(greengrass.list_core_devices, "coreDevices")
-    }
-    group_parents = thing_group_tree(iot, thing_groups, region)
+    core_devices = {device["coreDeviceThingName"]: device for device in gg2.list_core_devices(greengrass)}
+    group_parents = thing_group_tree(client, thing_groups, region)
     if thing_groups:
         members = {}
         # ListThingsInThingGroup's `recursive` is left out on purpose: each group of the tree is listed, so each host
         # knows the groups it is directly in.
         for group in group_parents:
-            for thing in _pages(iot.list_things_in_thing_group, "things", thingGroupName=group):
+            for thing in iot.list_things_in_thing_group(client, group):
                 members.setdefault(thing, []).append(group)
     else:
         members = dict.fromkeys(core_devices)
 
-    things = {thing["thingName"]: thing for thing in _pages(iot.list_things, "things", maxResults=250)}
+    things = {thing["thingName"]: thing for thing in iot.list_things(client)}
     hosts = {}
     for name in sorted(members):
         thing = things.get(name)
@@ -187,10 +169,10 @@ def region_inventory(iot, greengrass, thing_groups, region):
             continue
         groups = members[name]
         if groups is None:
-            groups = [g["groupName"] for g in _pages(iot.list_thing_groups_for_thing, "thingGroups", thingName=name)]
+            groups = iot.list_thing_groups_for_thing(client, name)
         core = None
-        if name in core_devices:
-            described = greengrass.get_core_device(aws_retry=True, coreDeviceThingName=name)
+        described = gg2.get_core_device(greengrass, name) if name in core_devices else None
+        if described is not None:  # None also when it was removed between the list and the read
             core = {
                 "status": described.get("status"),
                 "platform": described.get("platform"),
@@ -277,7 +259,7 @@ class InventoryModule(AWSInventoryBase):
     INVENTORY_FILE_SUFFIXES = ("aws_iot.yml", "aws_iot.yaml")
 
     def _checked_options(self):
-        """The options with a message naming the wrong one, before any AWS call."""
+        """(regions, filters) from the options, or a message naming the wrong one, before any AWS call."""
         regions = self.get_option("regions") or ([self.region] if self.region else [])
         if not regions:
             raise AnsibleError(
@@ -290,20 +272,17 @@ class InventoryModule(AWSInventoryBase):
                 raise AnsibleError(f"aws_iot inventory: `{name}` has {wrong!r}: expected non-empty names")
         if not self.get_option("address_attribute"):
             raise AnsibleError("aws_iot inventory: `address_attribute` is empty: expected a thing attribute name")
-        checked_filters(self.get_option("filters"))
-        return regions
+        return regions, checked_filters(self.get_option("filters"))
 
     def _read(self, regions):
         thing_groups = self.get_option("thing_groups")
         read = {"hosts": {}, "group_parents": {}}
         for region in regions:
-            iot = self.client("iot", region=region, retry_decorator=aws_retry())
-            greengrass = self.client("greengrassv2", region=region, retry_decorator=aws_retry())
+            # Plain clients: the module_utils calls retry as the collection's modules do (_retries.aws_retry).
+            client, greengrass = self.client("iot", region=region), self.client("greengrassv2", region=region)
             try:
-                found = region_inventory(iot, greengrass, thing_groups, region)
-            except botocore.exceptions.ClientError as error:
-                self.fail_aws(f"aws_iot inventory: reading AWS IoT in {region} failed", error)
-            except botocore.exceptions.BotoCoreError as error:
+                found = region_inventory(client, greengrass, thing_groups, region)
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, AnsibleAWSError) as error:
                 self.fail_aws(f"aws_iot inventory: reading AWS IoT in {region} failed", error)
             for name in found["hosts"]:
                 if name in read["hosts"]:
@@ -323,11 +302,10 @@ class InventoryModule(AWSInventoryBase):
             self.inventory.add_child(self._group(parent, parents), group)
         return group
 
-    def _populate(self, read):
+    def _populate(self, read, filters):
         hosts, parents = read["hosts"], read["group_parents"]
         statuses = self.get_option("statuses")
         with_things = self.get_option("include_things_without_core_device")
-        filters = checked_filters(self.get_option("filters"))
         address_attribute = self.get_option("address_attribute")
         parent = self.get_option("parent_group")
         strict = self.get_option("strict")
@@ -354,9 +332,9 @@ class InventoryModule(AWSInventoryBase):
 
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache=cache)
-        regions = self._checked_options()
+        regions, filters = self._checked_options()
         was_cached, read = self.get_cached_result(path, cache)
         if not was_cached:
             read = self._read(regions)
-        self._populate(read)
+        self._populate(read, filters)
         self.update_cached_result(path, cache, read)

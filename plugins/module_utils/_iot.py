@@ -137,6 +137,14 @@ def create_thing_group(client, group_name):
         raise
 
 
+@IoTErrorHandler.list_error_handler("list things", [])
+@aws_retry()
+def list_things(client):
+    """Every thing of the account and region (name, ARN, type, attributes), in pages of the most AWS gives."""
+    paginator = client.get_paginator("list_things")
+    return paginator.paginate(maxResults=250).build_full_result()["things"]
+
+
 @IoTErrorHandler.list_error_handler("list things in thing group", [])
 @aws_retry()
 def list_things_in_thing_group(client, group_name):
