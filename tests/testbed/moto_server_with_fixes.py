@@ -87,6 +87,13 @@ Fix 3 - IAM for the credential provider's credentials (moto 5.2.x), see ``apply_
     against the action and resource); every other request keeps moto's behaviour. Not emulated: resource
     policies (bucket policies), session policies, permission boundaries, SCPs.
 
+Known gap, not fixed - IoT DeleteThing (moto 5.2.x):
+    moto deletes the thing but leaves its name in each thing group's member list
+    (ListThingsInThingGroup still returns it). What AWS does with the memberships of a deleted thing is not
+    stated in the DeleteThing reference, so the bed does not pick an answer; the product removes a thing from its
+    groups (RemoveThingFromThingGroup) before deleting it (iot_device_identity, state=absent), which is right
+    either way.
+
 Usage: python -m tests.testbed.moto_server_with_fixes --host 127.0.0.1 --port PORT
            [--mqtt-port PORT [--credentials-port PORT]]
 """
