@@ -1,7 +1,15 @@
 """SSD object detection for edge devices, independent of the Greengrass generation.
 
-Loads a SageMaker built-in SSD deploy artefact (``<prefix>-symbol.json`` and
-``<prefix>-0000.params``, as ``mx.model.load_checkpoint`` reads it) once, and turns
+Loads a SageMaker built-in SSD deploy artefact once, on one of two backends:
+
+- ONNX Runtime: ``<prefix>.onnx`` as the collection's ``ssd_model_onnx`` module converts it (the network up
+  to its class probabilities and box offsets, the anchors as a constant output, the MultiBoxDetection
+  settings in the model's metadata); decoding and non-maximum suppression run here, in numpy, as MXNet's
+  ``_contrib_MultiBoxDetection`` does them (``multibox_detection``);
+- MXNet (1.9.1, the seed's runtime; Python <= 3.11): ``<prefix>-symbol.json`` and ``<prefix>-0000.params``,
+  as ``mx.model.load_checkpoint`` reads them;
+
+and turns
 an event naming an image file into a JSON-ready payload: every detection at or
 above the score threshold, as class id, label, score, a box normalised to 0..1
 and the same box in pixels of the original image, plus timings.
@@ -22,8 +30,11 @@ Configuration (environment variables, read by ``DetectorConfig.from_environ``):
 ``CLASS_LABELS``       comma-separated labels in class-id order, or
 ``CLASS_LABELS_FILE``  a JSON list of labels; default ``class_labels.json`` beside
                        the model when present; otherwise labels are ``class_<id>``
-``DETECTOR_CONTEXT``   ``auto`` (GPU 0 when MXNet sees one, else CPU), ``cpu``,
-                       ``gpu`` or ``gpu:<n>``
+``DETECTOR_BACKEND``   ``auto`` (ONNX Runtime when ``<prefix>.onnx`` exists, else MXNet),
+                       ``onnxruntime`` or ``mxnet``
+``DETECTOR_CONTEXT``   ``auto`` (GPU 0 when the backend sees one, else CPU), ``cpu``,
+                       ``gpu`` or ``gpu:<n>``; ONNX Runtime takes, of TensorRT, CUDA,
+                       OpenVINO and CPU, the first its build offers (``cpu``: CPU only)
 ``OUTPUT_TOPIC``       where results and errors go, default ``blog/infer/output``
 
 Requests (the input event; JSON text or bytes, or a dict):
@@ -35,7 +46,8 @@ Requests (the input event; JSON text or bytes, or a dict):
   128 KiB per message; beyond that the answer is an error saying so.
 
 Every request gets one answer on ``OUTPUT_TOPIC``: the detections (with ``image_path``, or ``image_bytes`` for
-an inline image, ``timing_ms`` and ``timestamp``), or ``{"error": ..., "image_path": ...}``; with
+an inline image, ``inference`` naming the backend and the device or execution provider it ran on,
+``timing_ms`` and ``timestamp``), or ``{"error": ..., "image_path": ...}``; with
 ``AWS_IOT_THING_NAME`` set (Greengrass sets it) the answer names the device in ``thing_name``.
 
 Command line (smoke test, annotated picture)::
@@ -76,6 +88,19 @@ EVENT_IMAGE_KEYS = ("image_path", "filepath")
 EVENT_INLINE_IMAGE_KEY = "image_base64"
 INLINE_IMAGE_MAX_BYTES = 96 * 1024
 
+BACKENDS = ("auto", "onnxruntime", "mxnet")
+# ONNX Runtime's execution providers, most preferred first; the CPU one is in every build.
+ONNX_PROVIDER_PREFERENCE = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
+ONNX_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+# The converted model's outputs and metadata key (plugins/module_utils/_ssd_onnx.py writes them).
+ONNX_OUTPUTS = ("class_probabilities", "box_offsets", "anchors")
+ONNX_DETECTION_METADATA = "edgeml.multibox_detection"
+
 Publisher = Callable[[str, bytes], Any]
 
 
@@ -96,6 +121,7 @@ class DetectorConfig:
         class_labels: Optional[Sequence[str]] = None,
         context: str = "auto",
         output_topic: str = DEFAULT_OUTPUT_TOPIC,
+        backend: str = "auto",
     ) -> None:
         self.model_path = model_path
         self.model_epoch = _non_negative_int("MODEL_EPOCH", model_epoch)
@@ -108,6 +134,7 @@ class DetectorConfig:
         self.max_detections = _non_negative_int("MAX_DETECTIONS", max_detections)
         self.class_labels = list(class_labels) if class_labels is not None else _labels_beside_model(model_path)
         self.context = _validate_context(context)
+        self.backend = _validate_backend(backend)
         self.output_topic = output_topic or DEFAULT_OUTPUT_TOPIC
 
     @classmethod
@@ -130,6 +157,7 @@ class DetectorConfig:
             class_labels=labels,
             context=env.get("DETECTOR_CONTEXT", "auto"),
             output_topic=env.get("OUTPUT_TOPIC", DEFAULT_OUTPUT_TOPIC),
+            backend=env.get("DETECTOR_BACKEND", "auto"),
         )
 
     def label_for(self, class_id: int) -> str:
@@ -178,6 +206,13 @@ def _validate_context(context: str) -> str:
     raise DetectorError("DETECTOR_CONTEXT must be auto, cpu, gpu or gpu:<n>, got {!r}".format(context))
 
 
+def _validate_backend(backend: str) -> str:
+    text = (backend or "auto").strip().lower()
+    if text not in BACKENDS:
+        raise DetectorError("DETECTOR_BACKEND must be one of {}, got {!r}".format(", ".join(BACKENDS), backend))
+    return text
+
+
 def _read_labels_file(path: str) -> List[str]:
     try:
         with open(path) as handle:
@@ -223,6 +258,107 @@ def select_context(requested: str):
         message = "DETECTOR_CONTEXT {} asks for GPU {} but MXNet sees {} GPU(s)".format(requested, index, gpus)
         raise DetectorError(message)
     return mx.gpu(index)
+
+
+def select_onnx_providers(requested: str, available: Sequence[str]) -> List[Any]:
+    """ONNX Runtime execution providers for DETECTOR_CONTEXT, most preferred first, from those this build of
+    onnxruntime offers: ``cpu`` takes the CPU alone; ``gpu``/``gpu:<n>`` require TensorRT or CUDA (on device n);
+    ``auto`` takes every preferred one present, so a CPU-only build simply runs on the CPU."""
+    offered = [name for name in ONNX_PROVIDER_PREFERENCE if name in available]
+    if requested == "cpu":
+        return ["CPUExecutionProvider"]
+    if requested == "auto":
+        return offered
+    gpu_providers = [name for name in offered if name in ONNX_GPU_PROVIDERS]
+    if not gpu_providers:
+        raise DetectorError(
+            "DETECTOR_CONTEXT {} asks for a GPU but this onnxruntime offers {} (install onnxruntime-gpu)".format(
+                requested, ", ".join(available) or "no execution provider"
+            )
+        )
+    index = int(requested.split(":", 1)[1]) if ":" in requested else 0
+    return [(name, {"device_id": str(index)}) for name in gpu_providers] + ["CPUExecutionProvider"]
+
+
+def multibox_detection(
+    class_probabilities: np.ndarray,
+    box_offsets: np.ndarray,
+    anchors: np.ndarray,
+    threshold: float = 0.01,
+    clip: bool = True,
+    variances: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
+    nms_threshold: float = 0.5,
+    force_suppress: bool = False,
+    nms_topk: int = -1,
+) -> np.ndarray:
+    """MXNet's ``_contrib_MultiBoxDetection`` for one image, in numpy (float32 like MXNet's CPU kernel,
+    src/operator/contrib/multibox_detection.cc): rows ``[class_id, score, xmin, ymin, xmax, ymax]``.
+
+    ``class_probabilities`` [classes, anchors] (row 0 the background), ``box_offsets`` [anchors * 4],
+    ``anchors`` [anchors, 4] as corners. Per anchor the best non-background class is kept when its probability
+    reaches ``threshold``; the kept rows are sorted by score (ties in anchor order), cut to ``nms_topk``, and a
+    row is suppressed (class -1) when its box overlaps a better kept one by IoU >= ``nms_threshold`` (of any
+    class with ``force_suppress``, else of its own class). As MXNet 1.9.1 does, rows past ``nms_topk`` come back
+    with class -1."""
+    probabilities = np.asarray(class_probabilities, dtype=np.float32)
+    num_classes, num_anchors = probabilities.shape
+    if num_classes < 2:
+        raise DetectorError("class probabilities need a background and at least one class, got {}".format(num_classes))
+    offsets = np.asarray(box_offsets, dtype=np.float32).reshape(num_anchors, 4)
+    anchors = np.asarray(anchors, dtype=np.float32).reshape(num_anchors, 4)
+    foreground = probabilities[1:]
+    class_index = np.argmax(foreground, axis=0)  # first of equal maxima, as the kernel's strict ">" keeps
+    scores = foreground[class_index, np.arange(num_anchors)]
+    valid = np.flatnonzero(scores >= np.float32(threshold))
+    if valid.size == 0:
+        return np.zeros((0, 6), dtype=np.float32)
+    order = valid[np.argsort(-scores[valid], kind="stable")]
+    keep = order if nms_topk <= 0 else order[:nms_topk]
+    rows = np.empty((order.size, 6), dtype=np.float32)
+    rows[:, 0] = class_index[order]
+    rows[:, 1] = scores[order]
+    rows[:, 2:] = _decode_boxes(anchors[order], offsets[order], clip, variances)
+    rows[keep.size :, 0] = -1
+    if 0 < nms_threshold <= 1:
+        _suppress(rows[: keep.size], np.float32(nms_threshold), force_suppress)
+    return rows
+
+
+def _decode_boxes(anchors: np.ndarray, offsets: np.ndarray, clip: bool, variances: Sequence[float]) -> np.ndarray:
+    vx, vy, vw, vh = (np.float32(value) for value in variances)
+    width = anchors[:, 2] - anchors[:, 0]
+    height = anchors[:, 3] - anchors[:, 1]
+    centre_x = (anchors[:, 0] + anchors[:, 2]) / np.float32(2)
+    centre_y = (anchors[:, 1] + anchors[:, 3]) / np.float32(2)
+    x = offsets[:, 0] * vx * width + centre_x
+    y = offsets[:, 1] * vy * height + centre_y
+    with np.errstate(over="ignore"):  # an untrained model's huge offsets: inf, clipped below as MXNet does
+        half_w = np.exp(offsets[:, 2] * vw) * width / np.float32(2)
+        half_h = np.exp(offsets[:, 3] * vh) * height / np.float32(2)
+    boxes = np.stack([x - half_w, y - half_h, x + half_w, y + half_h], axis=1).astype(np.float32)
+    return np.clip(boxes, 0, 1) if clip else boxes
+
+
+def _suppress(rows: np.ndarray, nms_threshold: np.float32, force_suppress: bool) -> None:
+    """Greedy non-maximum suppression in place over rows sorted best first (class set to -1)."""
+    boxes = rows[:, 2:6]
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for i in range(rows.shape[0]):
+        if rows[i, 0] < 0:
+            continue
+        rest = np.arange(i + 1, rows.shape[0])
+        rest = rest[rows[rest, 0] >= 0]
+        if not force_suppress:
+            rest = rest[rows[rest, 0] == rows[i, 0]]
+        if rest.size == 0:
+            continue
+        w = np.maximum(np.float32(0), np.minimum(boxes[i, 2], boxes[rest, 2]) - np.maximum(boxes[i, 0], boxes[rest, 0]))
+        h = np.maximum(np.float32(0), np.minimum(boxes[i, 3], boxes[rest, 3]) - np.maximum(boxes[i, 1], boxes[rest, 1]))
+        intersection = w * h
+        union = areas[i] + areas[rest] - intersection
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(union <= 0, np.float32(0), intersection / union)
+        rows[rest[iou >= nms_threshold], 0] = -1
 
 
 def decode_detections(
@@ -333,23 +469,28 @@ def read_image(path: str) -> np.ndarray:
     return image
 
 
-class ObjectDetector:
-    """One SSD deploy artefact bound for inference on one device; load once, call per frame."""
+class MxnetBackend:
+    """The SageMaker artefact itself on MXNet: ``<prefix>-symbol.json`` and ``<prefix>-<epoch>.params``."""
+
+    name = "mxnet"
 
     def __init__(self, config: DetectorConfig) -> None:
-        import mxnet as mx
-
-        self.config = config
+        try:
+            import mxnet as mx
+        except ImportError as error:
+            raise DetectorError(
+                "DETECTOR_BACKEND mxnet: MXNet is not importable by {} ({})".format(sys.executable, error)
+            ) from None
         self.context = select_context(config.context)
+        self.device = str(self.context)
         prefix = config.model_path
         params_file = "{}-{:04d}.params".format(prefix, config.model_epoch)
         for path in (prefix + "-symbol.json", params_file):
             if not os.path.isfile(path):
                 raise DetectorError("model file not found: {} (MODEL_PATH={})".format(path, prefix))
-        started = time.perf_counter()
         symbol, arg_params, aux_params = mx.model.load_checkpoint(prefix, config.model_epoch)
         size = config.input_size
-        self.input_shape = (1, 3, size, size)
+        input_shape = (1, 3, size, size)
         arguments = symbol.list_arguments()
         if INPUT_NAME not in arguments:
             raise DetectorError("model {} has no '{}' input; inputs: {}".format(prefix, INPUT_NAME, arguments))
@@ -357,23 +498,105 @@ class ObjectDetector:
         missing += [name for name in symbol.list_auxiliary_states() if name not in aux_params]
         if missing:
             raise DetectorError("model {}: parameters missing from {}: {}".format(prefix, params_file, missing[:5]))
-        _, output_shapes, _ = symbol.infer_shape(**{INPUT_NAME: self.input_shape})
+        _, output_shapes, _ = symbol.infer_shape(**{INPUT_NAME: input_shape})
         if len(output_shapes[0]) != 3 or output_shapes[0][2] != 6:
             raise DetectorError(
                 "model {}: expected a detection output [1, N, 6], got {}".format(prefix, list(output_shapes[0]))
             )
         ctx = self.context
-        self._input = mx.nd.zeros(self.input_shape, ctx=ctx, dtype="float32")
+        self._input = mx.nd.zeros(input_shape, ctx=ctx, dtype="float32")
         args = {name: arg_params[name].as_in_context(ctx) for name in arguments if name != INPUT_NAME}
         args[INPUT_NAME] = self._input
         aux = {name: aux_params[name].as_in_context(ctx) for name in symbol.list_auxiliary_states()}
         # A bare executor: the input array is written in place, no per-frame NDArray or DataBatch.
         self._executor = symbol.bind(ctx, args=args, aux_states=aux, grad_req="null")
         self.anchor_count = int(output_shapes[0][1])
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        self._input[:] = batch
+        self._executor.forward(is_train=False)
+        return self._executor.outputs[0].asnumpy()[0]
+
+
+class OnnxRuntimeBackend:
+    """``<prefix>.onnx`` (the ``ssd_model_onnx`` module's conversion) on ONNX Runtime, decoded in numpy."""
+
+    name = "onnxruntime"
+
+    def __init__(self, config: DetectorConfig) -> None:
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise DetectorError(
+                "DETECTOR_BACKEND onnxruntime: onnxruntime is not importable by {} ({})".format(sys.executable, error)
+            ) from None
+        path = config.model_path + ".onnx"
+        if not os.path.isfile(path):
+            raise DetectorError("model file not found: {} (MODEL_PATH={})".format(path, config.model_path))
+        providers = select_onnx_providers(config.context, onnxruntime.get_available_providers())
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # errors only: its warnings about unused initialisers are not ours to fix
+        try:
+            self._session = onnxruntime.InferenceSession(path, sess_options=options, providers=providers)
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise DetectorError("model {}: ONNX Runtime cannot load it ({})".format(path, error)) from None
+        self.device = self._session.get_providers()[0]
+        inputs = self._session.get_inputs()
+        size = config.input_size
+        if [model_input.name for model_input in inputs] != [INPUT_NAME]:
+            raise DetectorError(
+                "model {}: expected one input '{}', got {}".format(path, INPUT_NAME, [i.name for i in inputs])
+            )
+        if list(inputs[0].shape)[2:] != [size, size]:
+            raise DetectorError(
+                "model {}: its input is {} but MODEL_INPUT_SIZE is {} (convert it again for that size)".format(
+                    path, inputs[0].shape, size
+                )
+            )
+        outputs = [output.name for output in self._session.get_outputs()]
+        missing = [name for name in ONNX_OUTPUTS if name not in outputs]
+        metadata = self._session.get_modelmeta().custom_metadata_map
+        if missing or ONNX_DETECTION_METADATA not in metadata:
+            raise DetectorError(
+                "model {}: not an SSD converted by edgeml.greengrass.ssd_model_onnx (outputs {}, metadata {})".format(
+                    path, outputs, sorted(metadata)
+                )
+            )
+        self._settings = json.loads(metadata[ONNX_DETECTION_METADATA])
+        # The anchors depend on the input size only: read once (this first run also warms the session up).
+        zeros = np.zeros((1, 3, size, size), dtype=np.float32)
+        self._anchors = self._session.run(["anchors"], {INPUT_NAME: zeros})[0].reshape(-1, 4)
+        self.anchor_count = int(self._anchors.shape[0])
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        probabilities, offsets = self._session.run(list(ONNX_OUTPUTS[:2]), {INPUT_NAME: batch})
+        return multibox_detection(probabilities[0], offsets[0], self._anchors, **self._settings)
+
+
+def load_backend(config: DetectorConfig):
+    """The backend DETECTOR_BACKEND names; ``auto``: ONNX Runtime when ``<prefix>.onnx`` exists, else MXNet."""
+    backend = config.backend
+    if backend == "auto":
+        backend = "onnxruntime" if os.path.isfile(config.model_path + ".onnx") else "mxnet"
+    return OnnxRuntimeBackend(config) if backend == "onnxruntime" else MxnetBackend(config)
+
+
+class ObjectDetector:
+    """One SSD model bound for inference on one device; load once, call per frame."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self.config = config
+        started = time.perf_counter()
+        self.backend = load_backend(config)
+        size = config.input_size
+        self.input_shape = (1, 3, size, size)
+        self.anchor_count = self.backend.anchor_count
+        self.inference = OrderedDict([("backend", self.backend.name), ("device", self.backend.device)])
         LOG.info(
-            "loaded %s on %s in %.0f ms (%d anchors, input %dx%d)",
-            prefix,
-            ctx,
+            "loaded %s with %s on %s in %.0f ms (%d anchors, input %dx%d)",
+            config.model_path,
+            self.backend.name,
+            self.backend.device,
             (time.perf_counter() - started) * 1000.0,
             self.anchor_count,
             size,
@@ -390,9 +613,7 @@ class ObjectDetector:
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """Raw MultiBoxDetection rows, shape [N, 6]."""
-        self._input[:] = batch
-        self._executor.forward(is_train=False)
-        return self._executor.outputs[0].asnumpy()[0]
+        return self.backend.forward(batch)
 
     def detect_image(self, image_bgr: np.ndarray, timing: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
         timing = OrderedDict() if timing is None else timing
@@ -417,6 +638,7 @@ class ObjectDetector:
                 ("detection_count", len(detections)),
                 ("detections_above_threshold", total),
                 ("detections", detections),
+                ("inference", OrderedDict(self.inference)),
             ]
         )
 
@@ -472,7 +694,7 @@ class InferenceService:
         self._detector_factory = detector_factory
         self._config = None  # type: Optional[DetectorConfig]
         self._detector = None  # type: Optional[ObjectDetector]
-        # One bound executor serves every event; MXNet executors are not safe to share across threads.
+        # One loaded model serves every event; MXNet executors are not safe to share across threads.
         self._lock = threading.Lock()
 
     @property
