@@ -78,7 +78,7 @@ def main() -> int:
         "greengrass_v2_nucleus_archive_checksum": nucleus["sha256"],
         "greengrass_v2_nucleus_version": nucleus["version"],
         "greengrass_v2_detector_model_archive": model,
-        "mxnet_opencv_runtime_wheelhouse_src": str(ensure_runtime_wheelhouse()),
+        "inference_runtime_wheelhouse_src": str(ensure_runtime_wheelhouse()),
         "smoke_test_image": str(write_synthetic_image(out / "sample.png", 640, 480, SAMPLE_BOXES)),
     }
     # JSON is valid YAML, and ansible-playbook -e @file reads either.

@@ -94,11 +94,11 @@ def test_v2_playbook_adds_the_pins_to_the_inventorys_extras(tmp_path):
     """The playbook's own expression, evaluated with the detector role's defaults in the play as there."""
     play = yaml.safe_load(V2_PLAYBOOK.read_text())[0]
     # A play var (the play's input checks and the runtime role both read it).
-    extras = {"mxnet_opencv_runtime_extra_pip_packages": play["vars"]["mxnet_opencv_runtime_extra_pip_packages"]}
+    extras = {"inference_runtime_extra_pip_packages": play["vars"]["inference_runtime_extra_pip_packages"]}
     probe_role = tmp_path / "roles" / "probe"
     (probe_role / "tasks").mkdir(parents=True)
     (probe_role / "tasks" / "main.yml").write_text(
-        "- name: Report\n  ansible.builtin.debug:\n    var: mxnet_opencv_runtime_extra_pip_packages\n"
+        "- name: Report\n  ansible.builtin.debug:\n    var: inference_runtime_extra_pip_packages\n"
     )
     probe = [
         {
@@ -113,21 +113,19 @@ def test_v2_playbook_adds_the_pins_to_the_inventorys_extras(tmp_path):
     ]
     (tmp_path / "probe.yml").write_text(yaml.safe_dump(probe))
     inventory = tmp_path / "inventory.yml"
-    hosts = {"with-extras": {"mxnet_opencv_runtime_extra_pip_packages": ["tflite-runtime==2.14.0"]}, "plain": {}}
+    hosts = {"with-extras": {"inference_runtime_extra_pip_packages": ["tflite-runtime==2.14.0"]}, "plain": {}}
     inventory.write_text(
         yaml.safe_dump({"all": {"hosts": {h: {"ansible_connection": "local", **v} for h, v in hosts.items()}}})
     )
     run = run_playbook(tmp_path / "probe.yml", inventory)
     assert run.returncode == 0, run.describe()
-    packages = {
-        host: result["mxnet_opencv_runtime_extra_pip_packages"] for host, result in run.results("Report").items()
-    }
+    packages = {host: result["inference_runtime_extra_pip_packages"] for host, result in run.results("Report").items()}
     assert packages == {"with-extras": ["tflite-runtime==2.14.0", *pins_of_the_role()], "plain": pins_of_the_role()}
 
     v1_play = yaml.safe_load((REPO_ROOT / "playbooks" / "provision_greengrass_v1.yml").read_text())[0]
-    v1_runtime = next(r for r in v1_play["roles"] if r["role"] == "edgeml.greengrass.mxnet_opencv_runtime")
-    assert "mxnet_opencv_runtime_extra_pip_packages" not in v1_runtime.get("vars", {})
-    assert "mxnet_opencv_runtime_extra_pip_packages" not in v1_play.get("vars", {})
+    v1_runtime = next(r for r in v1_play["roles"] if r["role"] == "edgeml.greengrass.inference_runtime")
+    assert "inference_runtime_extra_pip_packages" not in v1_runtime.get("vars", {})
+    assert "inference_runtime_extra_pip_packages" not in v1_play.get("vars", {})
 
 
 # --- The real client on the controller --------------------------------------------------------------------
@@ -435,8 +433,8 @@ def test_entry_point_on_a_device_with_the_runtime_and_the_stand_in(edge_devices,
         archive.add(f"{small_model}-symbol.json", arcname=f"{model_name}-symbol.json")
         archive.add(f"{small_model}-0000.params", arcname=f"{model_name}-0000.params")
     runtime_vars = {
-        "mxnet_opencv_runtime_wheelhouse_src": str(wheelhouse.ensure_runtime_wheelhouse()),
-        "mxnet_opencv_runtime_verify": False,
+        "inference_runtime_wheelhouse_src": str(wheelhouse.ensure_runtime_wheelhouse()),
+        "inference_runtime_verify": False,
         "greengrass_v2_nucleus_archive_src": str(nucleus_archive),
         "greengrass_v2_nucleus_version": "2.0.0",
         "greengrass_v2_detector_model_archive": str(model_archive),

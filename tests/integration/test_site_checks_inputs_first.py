@@ -142,9 +142,9 @@ BAD_INPUTS = [
     ),
     pytest.param(
         "v1",
-        {"mxnet_opencv_runtime_wheelhouse_src": "/nonexistent/wheelhouse"},
-        "mxnet_opencv_runtime : Preflight | Check the wheelhouse on the controller",
-        ["mxnet_opencv_runtime_wheelhouse_src must be a directory", '"/nonexistent/wheelhouse" is not a directory'],
+        {"inference_runtime_wheelhouse_src": "/nonexistent/wheelhouse"},
+        "inference_runtime : Preflight | Check the wheelhouse on the controller",
+        ["inference_runtime_wheelhouse_src must be a directory", '"/nonexistent/wheelhouse" is not a directory'],
         id="v1-runtime-wheelhouse",
     ),
     pytest.param(

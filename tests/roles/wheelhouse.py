@@ -1,7 +1,7 @@
 """A wheelhouse of the inference runtime's wheels on the controller, downloaded once and cached.
 
 Simulated devices (Debian 12, Python 3.11, x86_64) install MXNet, numpy and OpenCV from it with
-`--no-index --find-links` (the mxnet_opencv_runtime role's offline option), so test runs do not
+`--no-index --find-links` (the inference_runtime role's offline option), so test runs do not
 fetch ~120 MB from PyPI per device. Greengrass V2 devices also install the detector's IPC client
 (awsiotsdk): `ensure_runtime_wheelhouse` gives one folder with both, linking the runtime's cached
 wheels instead of downloading them again.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tests.testbed.edge_devices import flocked
 
-# The role's defaults (roles/mxnet_opencv_runtime/defaults/main.yml); a test keeps them equal.
+# The role's defaults (roles/inference_runtime/defaults/main.yml); a test keeps them equal.
 REQUIREMENTS = ("mxnet==1.9.1", "numpy==1.23.5", "opencv-python-headless==4.11.0.86")
 # The Greengrass V2 detector's IPC client (roles/greengrass_v2_detector/defaults/main.yml); a test keeps them equal.
 GREENGRASS_V2_REQUIREMENTS = ("awsiotsdk==1.29.0", "awscrt==0.32.1")

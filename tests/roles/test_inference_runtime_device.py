@@ -1,4 +1,4 @@
-"""roles/mxnet_opencv_runtime on a real simulated device (Debian 12, Python 3.11 only).
+"""roles/inference_runtime on a real simulated device (Debian 12, Python 3.11 only).
 
 Bad inputs must stop in preflight with a message naming the input and leave the device as it was
 (no /opt/edgeml, no python3-venv). Then the role runs four times like an integration target:
@@ -19,29 +19,28 @@ PLAYBOOK = """
   hosts: edge_devices
   gather_facts: true
   roles:
-    - role: edgeml.greengrass.mxnet_opencv_runtime
+    - role: edgeml.greengrass.inference_runtime
 """
 
 BAD_INPUTS = [
     (
         # Debian 12 has no python3.8: the Greengrass V1 Lambda's interpreter cannot exist there.
-        {"mxnet_opencv_runtime_lambda_python": "python3.8"},
-        'mxnet_opencv_runtime_lambda_python "python3.8" is not installed on',
+        {"inference_runtime_lambda_python": "python3.8"},
+        'inference_runtime_lambda_python "python3.8" is not installed on',
     ),
     (
         # python3 exists (3.11) but a V1 core runs only python3.7/python3.8 Lambdas.
-        {"mxnet_opencv_runtime_lambda_python": "python3"},
-        'mxnet_opencv_runtime_lambda_python "python3" is Python 3.11; '
-        "Greengrass V1 Lambdas run on python3.7 or python3.8",
+        {"inference_runtime_lambda_python": "python3"},
+        'inference_runtime_lambda_python "python3" is Python 3.11; Greengrass V1 Lambdas run on python3.7 or python3.8',
     ),
     (
-        {"mxnet_opencv_runtime_wheelhouse_src": "/nonexistent/edgeml-wheels"},
-        "mxnet_opencv_runtime_wheelhouse_src must be a directory of wheels on the controller; "
+        {"inference_runtime_wheelhouse_src": "/nonexistent/edgeml-wheels"},
+        "inference_runtime_wheelhouse_src must be a directory of wheels on the controller; "
         '"/nonexistent/edgeml-wheels" is not a directory',
     ),
     (
-        {"mxnet_opencv_runtime_mxnet_version": "latest"},
-        "Expected exact versions such as mxnet_opencv_runtime_mxnet_version",
+        {"inference_runtime_mxnet_version": "latest"},
+        "Expected exact versions such as inference_runtime_mxnet_version",
     ),
 ]
 
@@ -61,7 +60,7 @@ def test_bad_inputs_then_check_real_check_real(edge_devices, tmp_path):
     assert "present" not in left.stdout
     assert "install ok installed" not in left.stdout
 
-    wheels = {"mxnet_opencv_runtime_wheelhouse_src": str(ensure_wheelhouse("3.11", "manylinux2014_x86_64"))}
+    wheels = {"inference_runtime_wheelhouse_src": str(ensure_wheelhouse("3.11", "manylinux2014_x86_64"))}
     check = run_playbook(playbook, fleet.inventory, "--check", extra_vars=wheels)
     assert check.returncode == 0, check.describe()
     assert check.stats(host)["changed"] > 0

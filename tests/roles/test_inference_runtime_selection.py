@@ -1,4 +1,4 @@
-"""How roles/mxnet_opencv_runtime picks and pins its packages, and what its check script reports.
+"""How roles/inference_runtime picks and pins its packages, and what its check script reports.
 
 The build choice depends on the CUDA version and the architecture; each case is a
 local-connection host with `ansible_facts` set to the OS/arch under test, running the
@@ -17,7 +17,7 @@ import yaml
 from tests.roles import wheelhouse
 from tests.roles.playbook_json import REPO_ROOT, localhost_inventory, run_playbook
 
-ROLE = REPO_ROOT / "roles" / "mxnet_opencv_runtime"
+ROLE = REPO_ROOT / "roles" / "inference_runtime"
 
 PLAYBOOK = """
 - name: Choose the MXNet build as each host would
@@ -30,16 +30,16 @@ PLAYBOOK = """
 
     - name: Run the role's preflight
       ansible.builtin.include_role:
-        name: edgeml.greengrass.mxnet_opencv_runtime
+        name: edgeml.greengrass.inference_runtime
         tasks_from: preflight.yml
         public: true
 
     - name: Report
       ansible.builtin.debug:
         msg:
-          build: "{{ __mxnet_opencv_runtime_mxnet_build }}"
-          requirements: "{{ __mxnet_opencv_runtime_requirements }}"
-          pip_args: "{{ __mxnet_opencv_runtime_pip_args | trim }}"
+          build: "{{ __inference_runtime_mxnet_build }}"
+          requirements: "{{ __inference_runtime_requirements }}"
+          pip_args: "{{ __inference_runtime_pip_args | trim }}"
 """
 
 
@@ -56,34 +56,34 @@ CASES = {
     # host: (host vars, expected build or expected failure text)
     "cpu-only": ({"fake_facts": facts()}, "mxnet"),
     "from-nvidia-role-fact": ({"fake_facts": facts(), "nvidia_driver_cuda_cuda_version": "11.2"}, "mxnet-cu112"),
-    "cuda-10-2": ({"fake_facts": facts(), "mxnet_opencv_runtime_cuda_version": "10.2"}, "mxnet-cu102"),
-    "cuda-11-0": ({"fake_facts": facts(), "mxnet_opencv_runtime_cuda_version": "11.0"}, "mxnet-cu110"),
-    "cuda-11-7": ({"fake_facts": facts(), "mxnet_opencv_runtime_cuda_version": "11.7"}, "mxnet-cu117"),
+    "cuda-10-2": ({"fake_facts": facts(), "inference_runtime_cuda_version": "10.2"}, "mxnet-cu102"),
+    "cuda-11-0": ({"fake_facts": facts(), "inference_runtime_cuda_version": "11.0"}, "mxnet-cu110"),
+    "cuda-11-7": ({"fake_facts": facts(), "inference_runtime_cuda_version": "11.7"}, "mxnet-cu117"),
     "debian12-cuda-11-8": ({"fake_facts": facts(), "nvidia_driver_cuda_cuda_version": "11.8"}, "mxnet-cu117"),
     "arm64-cpu": ({"fake_facts": facts("aarch64", "Ubuntu", "22.04")}, "mxnet"),
     "explicit-cpu-on-cuda-12": (
         {
             "fake_facts": facts(),
-            "mxnet_opencv_runtime_cuda_version": "12.4",
-            "mxnet_opencv_runtime_mxnet_package": "mxnet",
+            "inference_runtime_cuda_version": "12.4",
+            "inference_runtime_mxnet_package": "mxnet",
         },
         "mxnet",
     ),
     "cuda-12": (
-        {"fake_facts": facts(), "mxnet_opencv_runtime_cuda_version": "12.4"},
+        {"fake_facts": facts(), "inference_runtime_cuda_version": "12.4"},
         "FAIL:No MXNet 1.9.1 GPU build for CUDA 12.4",
     ),
     "arm64-gpu": (
-        {"fake_facts": facts("aarch64", "Ubuntu", "22.04"), "mxnet_opencv_runtime_cuda_version": "11.7"},
+        {"fake_facts": facts("aarch64", "Ubuntu", "22.04"), "inference_runtime_cuda_version": "11.7"},
         "FAIL:mxnet-cu117 is published for x86_64 only; this host is aarch64",
     ),
     "bad-version": (
-        {"fake_facts": facts(), "mxnet_opencv_runtime_numpy_version": "<1.24"},
+        {"fake_facts": facts(), "inference_runtime_numpy_version": "<1.24"},
         "FAIL:Expected exact versions such as",
     ),
     "bad-cuda": (
-        {"fake_facts": facts(), "mxnet_opencv_runtime_cuda_version": "eleven"},
-        "FAIL:mxnet_opencv_runtime_cuda_version",
+        {"fake_facts": facts(), "inference_runtime_cuda_version": "eleven"},
+        "FAIL:inference_runtime_cuda_version",
     ),
     "unsupported-os": (
         {"fake_facts": facts("x86_64", "Fedora", "40")},
@@ -94,12 +94,12 @@ CASES = {
         "FAIL:this host is Debian 12 on armv7l",
     ),
     "missing-wheelhouse": (
-        {"fake_facts": facts(), "mxnet_opencv_runtime_wheelhouse_src": "/nonexistent/wheels"},
+        {"fake_facts": facts(), "inference_runtime_wheelhouse_src": "/nonexistent/wheels"},
         'FAIL:"/nonexistent/wheels" is not a directory',
     ),
     "missing-python": (
-        {"fake_facts": facts(), "mxnet_opencv_runtime_python": "python2.6"},
-        'FAIL:mxnet_opencv_runtime_python "python2.6" is not an interpreter on missing-python',
+        {"fake_facts": facts(), "inference_runtime_python": "python2.6"},
+        'FAIL:inference_runtime_python "python2.6" is not an interpreter on missing-python',
     ),
 }
 
@@ -144,7 +144,7 @@ def test_wheelhouse_switches_pip_offline(tmp_path):
     playbook = tmp_path / "select.yml"
     playbook.write_text(PLAYBOOK)
     inventory = localhost_inventory(
-        tmp_path, {"offline": {"fake_facts": facts(), "mxnet_opencv_runtime_wheelhouse_src": str(tmp_path / "wheels")}}
+        tmp_path, {"offline": {"fake_facts": facts(), "inference_runtime_wheelhouse_src": str(tmp_path / "wheels")}}
     )
     run = run_playbook(playbook, inventory)
     assert run.returncode == 0, run.describe()
@@ -156,7 +156,7 @@ def test_empty_wheelhouse_is_refused(tmp_path):
     playbook = tmp_path / "select.yml"
     playbook.write_text(PLAYBOOK)
     inventory = localhost_inventory(
-        tmp_path, {"offline": {"fake_facts": facts(), "mxnet_opencv_runtime_wheelhouse_src": str(tmp_path / "wheels")}}
+        tmp_path, {"offline": {"fake_facts": facts(), "inference_runtime_wheelhouse_src": str(tmp_path / "wheels")}}
     )
     run = run_playbook(playbook, inventory)
     assert run.returncode != 0
@@ -166,9 +166,9 @@ def test_empty_wheelhouse_is_refused(tmp_path):
 def test_wheelhouse_pins_match_the_role():
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     assert wheelhouse.REQUIREMENTS == (
-        f"mxnet=={defaults['mxnet_opencv_runtime_mxnet_version']}",
-        f"numpy=={defaults['mxnet_opencv_runtime_numpy_version']}",
-        f"opencv-python-headless=={defaults['mxnet_opencv_runtime_opencv_version']}",
+        f"mxnet=={defaults['inference_runtime_mxnet_version']}",
+        f"numpy=={defaults['inference_runtime_numpy_version']}",
+        f"opencv-python-headless=={defaults['inference_runtime_opencv_version']}",
     )
 
 
