@@ -1,8 +1,9 @@
 """roles/inference_runtime on a real simulated device (Debian 12, Python 3.11 only).
 
-Bad inputs must stop in preflight with a message naming the input and leave the device as it was
-(no /opt/edgeml, no python3-venv). Then the role runs four times like an integration target:
-check mode, for real, check mode again (predicts no change), for real again (changes nothing).
+The role's default backend, ONNX Runtime. Bad inputs must stop in preflight with a message naming the input
+and leave the device as it was (no /opt/edgeml, no python3-venv). Then the role runs four times like an
+integration target: check mode, for real, check mode again (predicts no change), for real again (changes
+nothing).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.roles.playbook_json import run_playbook
-from tests.roles.wheelhouse import ensure_wheelhouse
+from tests.roles.wheelhouse import ensure_runtime_wheelhouse
 
 pytestmark = [pytest.mark.devices, pytest.mark.slow]
 
@@ -40,7 +41,12 @@ BAD_INPUTS = [
     ),
     (
         {"inference_runtime_mxnet_version": "latest"},
-        "Expected exact versions such as inference_runtime_mxnet_version",
+        'exact versions (or "auto" where the default is) such as inference_runtime_mxnet_version "1.9.1"',
+    ),
+    (
+        # ONNX Runtime's GPU builds on PyPI are CUDA 12 builds: a CUDA 11 device is told its choices.
+        {"inference_runtime_cuda_version": "11.7"},
+        "CUDA 11.7 found; onnxruntime-gpu's PyPI builds this role installs are for CUDA 12",
     ),
 ]
 
@@ -60,7 +66,8 @@ def test_bad_inputs_then_check_real_check_real(edge_devices, tmp_path):
     assert "present" not in left.stdout
     assert "install ok installed" not in left.stdout
 
-    wheels = {"inference_runtime_wheelhouse_src": str(ensure_wheelhouse("3.11", "manylinux2014_x86_64"))}
+    # The default backend, ONNX Runtime (the molecule scenario inference_runtime runs the MXNet one).
+    wheels = {"inference_runtime_wheelhouse_src": str(ensure_runtime_wheelhouse())}
     check = run_playbook(playbook, fleet.inventory, "--check", extra_vars=wheels)
     assert check.returncode == 0, check.describe()
     assert check.stats(host)["changed"] > 0
@@ -73,12 +80,16 @@ def test_bad_inputs_then_check_real_check_real(edge_devices, tmp_path):
     real = run_playbook(playbook, fleet.inventory, extra_vars=wheels)
     assert real.returncode == 0, real.describe()
     assert real.stats(host)["changed"] > 0
-    summary = real.results("Verify | Check the versions and the detector's output")[host]["msg"]
-    assert "MXNet 1.9.1 (mxnet, cpu(0)), numpy 1.23.5, OpenCV 4.11.0" in summary
-    assert "detection_output [1, 5120, 6]" in summary
+    summary = real.results("Verify | Check the versions and the forward pass")[host]["msg"]
+    assert (
+        "onnxruntime 1.24.4 (onnxruntime, CPUExecutionProvider), numpy 2.2.6, OpenCV 4.11.0 on Python 3.11" in summary
+    )
+    assert "SSD forward pass in" in summary
+    installed = fleet.run(host, "/opt/edgeml/inference-venv/bin/python -m pip list --format freeze 2>/dev/null")
+    assert "onnxruntime==1.24.4" in installed.stdout and "mxnet" not in installed.stdout
 
     for args in (("--check",), ()):
         again = run_playbook(playbook, fleet.inventory, *args, extra_vars=wheels)
         assert again.returncode == 0, again.describe()
         assert again.stats(host)["changed"] == 0, (args, again.describe())
-        assert again.results("Verify | Check the versions and the detector's output")[host].get("failed") is not True
+        assert again.results("Verify | Check the versions and the forward pass")[host].get("failed") is not True

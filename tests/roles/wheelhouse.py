@@ -1,10 +1,11 @@
 """A wheelhouse of the inference runtime's wheels on the controller, downloaded once and cached.
 
-Simulated devices (Debian 12, Python 3.11, x86_64) install MXNet, numpy and OpenCV from it with
+Simulated devices (Debian 12, Python 3.11, x86_64) install their inference runtime from it with
 `--no-index --find-links` (the inference_runtime role's offline option), so test runs do not
-fetch ~120 MB from PyPI per device. Greengrass V2 devices also install the detector's IPC client
-(awsiotsdk): `ensure_runtime_wheelhouse` gives one folder with both, linking the runtime's cached
-wheels instead of downloading them again.
+fetch ~150 MB from PyPI per device: MXNet, numpy 1.23 and OpenCV for the MXNet backend (Greengrass V1),
+ONNX Runtime, numpy 2 and OpenCV for the ONNX Runtime backend (Greengrass V2's default), and the V2 detector's
+IPC client (awsiotsdk). `ensure_runtime_wheelhouse` gives one folder with all of them (each backend's pins pick
+their own numpy), linking the cached wheels instead of downloading them again.
 
     python -m tests.roles.wheelhouse                  # prints the wheelhouse directory
     python -m tests.roles.wheelhouse --greengrass-v2  # the one with awsiotsdk as well
@@ -25,11 +26,17 @@ from pathlib import Path
 
 from tests.testbed.edge_devices import flocked
 
-# The role's defaults (roles/inference_runtime/defaults/main.yml); a test keeps them equal.
+# The role's choices for a Debian 12 device, Python 3.11, no GPU (roles/inference_runtime/vars/main.yml, through
+# the inference_runtime_requirements filter); a test keeps them equal.
 REQUIREMENTS = ("mxnet==1.9.1", "numpy==1.23.5", "opencv-python-headless==4.11.0.86")
+ONNX_REQUIREMENTS = ("onnxruntime==1.24.4", "numpy==2.2.6", "opencv-python-headless==4.11.0.86")
 # The Greengrass V2 detector's IPC client (roles/greengrass_v2_detector/defaults/main.yml); a test keeps them equal.
 GREENGRASS_V2_REQUIREMENTS = ("awsiotsdk==1.29.0", "awscrt==0.32.1")
 STAMP = ".complete"
+DEVICE_PLATFORM = "manylinux2014_x86_64"
+# Also taken for a manylinux2014 (glibc 2.17) platform: onnxruntime's wheels need glibc 2.27/2.28, which every
+# device this builds for has (Debian 12: 2.36). pip does not widen an explicit --platform by itself.
+NEWER_MANYLINUX = ("manylinux_2_27", "manylinux_2_28")
 
 
 def cache_root() -> Path:
@@ -60,9 +67,7 @@ def build_once(target: Path, requirements, fill) -> Path:
     return target
 
 
-def ensure_wheelhouse(
-    python_version: str = "3.11", platform: str = "manylinux2014_x86_64", requirements=REQUIREMENTS
-) -> Path:
+def ensure_wheelhouse(python_version: str = "3.11", platform: str = DEVICE_PLATFORM, requirements=REQUIREMENTS) -> Path:
     """Download the wheels (and their dependencies) for that Python and platform unless already there."""
 
     def download(partial: Path) -> None:
@@ -70,6 +75,9 @@ def ensure_wheelhouse(
         # --only-binary with --python-version/--platform: wheels for the device, not for this controller.
         argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:"]
         argv += ["--python-version", python_version, "--implementation", "cp", "--platform", platform]
+        if platform.startswith("manylinux2014_"):
+            for newer in NEWER_MANYLINUX:
+                argv += ["--platform", platform.replace("manylinux2014", newer)]
         argv += ["--dest", str(partial), *requirements]
         result = subprocess.run(argv, capture_output=True, text=True, env=environment)
         if result.returncode != 0:
@@ -79,11 +87,15 @@ def ensure_wheelhouse(
 
 
 def ensure_runtime_wheelhouse(
-    python_version: str = "3.11", platform: str = "manylinux2014_x86_64", extras=GREENGRASS_V2_REQUIREMENTS
+    python_version: str = "3.11", platform: str = DEVICE_PLATFORM, extras=GREENGRASS_V2_REQUIREMENTS
 ) -> Path:
-    """One folder with the runtime's wheels and the extras' wheels (hard links into the two cached wheelhouses)."""
-    parts = [ensure_wheelhouse(python_version, platform), ensure_wheelhouse(python_version, platform, extras)]
-    requirements = REQUIREMENTS + tuple(extras)
+    """One folder with both backends' wheels and the extras' wheels (hard links into the cached wheelhouses)."""
+    parts = [
+        ensure_wheelhouse(python_version, platform),
+        ensure_wheelhouse(python_version, platform, ONNX_REQUIREMENTS),
+        ensure_wheelhouse(python_version, platform, extras),
+    ]
+    requirements = REQUIREMENTS + ONNX_REQUIREMENTS + tuple(extras)
 
     def link(partial: Path) -> None:
         for part in parts:
@@ -100,7 +112,7 @@ def ensure_runtime_wheelhouse(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python-version", default="3.11")
-    parser.add_argument("--platform", default="manylinux2014_x86_64")
+    parser.add_argument("--platform", default=DEVICE_PLATFORM)
     parser.add_argument("--greengrass-v2", action="store_true", help="with the V2 detector's awsiotsdk as well")
     options = parser.parse_args(argv)
     ensure = ensure_runtime_wheelhouse if options.greengrass_v2 else ensure_wheelhouse

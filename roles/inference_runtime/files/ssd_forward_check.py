@@ -84,7 +84,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256, help="input width and height")
     parser.add_argument("--context", choices=["auto", "cpu", "gpu"], default="auto")
+    parser.add_argument(
+        "--export-checkpoint",
+        metavar="PREFIX",
+        help="only save the model as <PREFIX>-symbol.json/-0000.params (the ONNX check's model is converted from it)",
+    )
     options = parser.parse_args()
+    if options.export_checkpoint:
+        symbol = build_ssd()
+        args, aux = random_params(symbol, options.size)
+        mx.model.save_checkpoint(options.export_checkpoint, 0, symbol, args, aux)
+        return 0
 
     gpus = mx.context.num_gpus()
     use_gpu = options.context == "gpu" or (options.context == "auto" and gpus > 0)
@@ -118,6 +128,10 @@ def main():
         and np.all((kept[:, 1] >= 0) & (kept[:, 1] <= 1))
     )
     report = {
+        "runtime": "mxnet",
+        "version": mx.__version__,
+        "gpu": context.device_type == "gpu",
+        "device": str(context),
         "mxnet": mx.__version__,
         "numpy": np.__version__,
         "cv2": cv2.__version__,
