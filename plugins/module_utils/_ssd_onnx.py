@@ -110,6 +110,22 @@ def _output_name(nodes, entry):
     return node["name"] + "_output" if node["op"] != "null" else node["name"]
 
 
+def load_checkpoint(prefix, epoch):
+    """(symbol, arg_params, aux_params), or ConversionError saying why MXNet cannot load them (its first line)."""
+    import mxnet as mx
+
+    try:
+        return mx.model.load_checkpoint(prefix, epoch)
+    except Exception as error:  # noqa: BLE001 - MXNetError, ValueError, OSError...: each is "cannot load"
+        first = str(error).strip().splitlines()
+        reason = next((line for line in first if "Check failed" in line or "Error" in line), first[0] if first else "")
+        raise ConversionError(
+            "cannot load the checkpoint {}-symbol.json / -{:04d}.params with MXNet ({}: {})".format(
+                prefix.rsplit("/", 1)[-1], epoch, type(error).__name__, reason.strip()
+            )
+        ) from error
+
+
 def convert(prefix, epoch, input_size):
     """ONNX bytes of the checkpoint ``<prefix>-symbol.json`` / ``<prefix>-<epoch>.params`` for a square input,
     and a description of what was converted. Same files and size: same bytes."""
@@ -121,7 +137,7 @@ def convert(prefix, epoch, input_size):
     _onnx_mapping_shim()
     from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
 
-    symbol, arg_params, aux_params = mx.model.load_checkpoint(prefix, epoch)
+    symbol, arg_params, aux_params = load_checkpoint(prefix, epoch)
     symbol_json = symbol.tojson()
     nodes, head = _graph_head(symbol_json)
     settings = detection_settings(head.get("attrs") or head.get("param") or head.get("attr"))
@@ -262,7 +278,7 @@ def verify(prefix, epoch, onnx_bytes, images, input_size, score_tolerance, box_t
     import mxnet as mx
     import onnxruntime
 
-    symbol, arg_params, aux_params = mx.model.load_checkpoint(prefix, epoch)
+    symbol, arg_params, aux_params = load_checkpoint(prefix, epoch)
     shape = (1, 3, input_size, input_size)
     executor = symbol.simple_bind(mx.cpu(), grad_req="null", **{INPUT_NAME: shape})
     for name, value in arg_params.items():

@@ -185,6 +185,20 @@ def test_bad_input_is_named_before_anything_is_written(small_model, tmp_path, op
     assert list(tmp_path.glob("model*")) == []
 
 
+def test_weights_mxnet_cannot_read_are_refused_in_one_line(small_model, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "deploy_model_algo_1-symbol.json").write_bytes(Path(f"{small_model}-symbol.json").read_bytes())
+    (folder / "deploy_model_algo_1-0000.params").write_bytes(b"not MXNet weights" * 64)
+    result = convert(folder, tmp_path / "out.onnx", tmp_path)
+    assert result.get("failed") is True, result
+    assert result["msg"].startswith(
+        f"{folder}: cannot load the checkpoint deploy_model_algo_1-symbol.json / -0000.params"
+    )
+    assert "Traceback" not in result["msg"] and "\n" not in result["msg"], result["msg"]
+    assert not (tmp_path / "out.onnx").exists()
+
+
 def test_a_graph_that_is_not_an_ssd_is_refused_naming_its_output_layer(tmp_path):
     data = mx.sym.var("data")
     net = mx.sym.FullyConnected(mx.sym.flatten(data), num_hidden=4, name="classifier")
