@@ -208,6 +208,8 @@ def test_a_request_on_the_input_topic_comes_back_as_detections(mqtt_client, flee
     assert answer["image_path"] == f"{DEVICE_IMAGE_DIR}/sample.png", answer
     assert answer["thing_name"] == HOST, answer
     assert answer["component"] == {"name": DETECTOR, "version": running_versions(fleet)[DETECTOR]}, answer
+    # The V2 default: the model converted on the controller, run by ONNX Runtime on the device's CPU.
+    assert answer["inference"] == {"backend": "onnxruntime", "device": "CPUExecutionProvider"}, answer
     assert_sample_detections(answer)
     # The same image inside the request, for a client with no access to the device's disk.
     inline = mqtt_client.ask(
@@ -221,12 +223,13 @@ def test_a_request_on_the_input_topic_comes_back_as_detections(mqtt_client, flee
 # --------------------------------------------------------------------------- 3. broken model: FAILED, rollback
 
 
-def test_a_broken_model_fails_on_the_device_rolls_back_and_the_previous_version_answers(
+def test_a_broken_model_is_refused_on_the_controller_before_anything_is_uploaded(
     mqtt_client, fleet, workdir, artefacts, env, client
 ):
     before = running_versions(fleet)
-    # What the controller can check holds (a .tar.gz with the checkpoint's two files at its root); the weights
-    # are not MXNet's: only loading the model on the device finds out.
+    components_before = client("greengrassv2").list_components(scope="PRIVATE")["components"]
+    # What ssd_model_archive_info can check holds (a .tar.gz with the checkpoint's two files at its root); the
+    # weights are not MXNet's: converting the model for ONNX Runtime (the default backend) finds out.
     broken = workdir / "broken-model.tar.gz"
     with (
         tarfile.open(Path(artefacts["greengrass_v2_detector_model_archive"])) as good,
@@ -239,6 +242,25 @@ def test_a_broken_model_fails_on_the_device_rolls_back_and_the_previous_version_
             member.size = len(data)
             bad.addfile(member, io.BytesIO(data))
     run = site(fleet, workdir, dict(artefacts, greengrass_v2_detector_model_archive=str(broken)), env, "broken")
+    assert run.run.returncode != 0
+    message = " ".join(run.host_failures(HOST))
+    assert f"{broken}: cannot load the checkpoint" in message and "Traceback" not in message, message
+    # Nothing new in AWS, nothing new on the device: the previous versions still answer.
+    after = client("greengrassv2").list_components(scope="PRIVATE")["components"]
+    assert [(c["componentName"], c["latestVersion"]["componentVersion"]) for c in after] == [
+        (c["componentName"], c["latestVersion"]["componentVersion"]) for c in components_before
+    ]
+    assert running_versions(fleet) == before
+    assert_sample_detections(ask(mqtt_client, fleet))
+
+
+def test_a_model_that_does_not_load_on_the_device_fails_there_and_rolls_back(
+    mqtt_client, fleet, workdir, artefacts, env, client
+):
+    before = running_versions(fleet)
+    # Only the device can tell: a detector told to use a GPU on a device that has none (ONNX Runtime's CPU build).
+    # The component's Install step loads the model with Run's settings and fails three times; ROLLBACK.
+    run = site(fleet, workdir, artefacts, env, "no-gpu", greengrass_v2_detector_context="gpu")
     assert run.run.returncode != 0, "a deployment that failed on the device must fail its host"
     message = " ".join(run.host_failures(HOST))
     assert "FAILED" in message and DETECTOR in message and "Install" in message, message
@@ -246,6 +268,8 @@ def test_a_broken_model_fails_on_the_device_rolls_back_and_the_previous_version_
     latest = device_status(client)[0]
     assert latest["coreDeviceExecutionStatus"] == "FAILED", latest
     assert "BROKEN" in latest.get("reason", ""), latest
+    logs = device_logs(fleet)
+    assert "asks for a GPU but this onnxruntime offers" in logs, logs[-3000:]
     # Rolled back: the previous versions run again and answer.
     assert running_versions(fleet) == before
     assert_sample_detections(ask(mqtt_client, fleet))

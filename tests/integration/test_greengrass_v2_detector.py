@@ -14,6 +14,7 @@ status through the emulation's test-bed controls (``/moto-api/static/greengrassv
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import tarfile
@@ -227,9 +228,15 @@ def test_check_real_check_real_then_a_code_change_then_wait_per_device(
     assert recipe["ComponentDependencies"][MODEL_COMPONENT]["VersionRequirement"] == "=1.0.0"
     lifecycle = recipe["Manifests"][0]["Lifecycle"]
     assert "/opt/edgeml/inference-venv/bin/python" in lifecycle["Run"]["Script"]
-    assert f"{{{MODEL_COMPONENT}:artifacts:path}}/{model_archive.name}" in lifecycle["Install"]["Script"]
+    # The default backend: the model converted for ONNX Runtime on the controller, in S3 under its digest.
+    model_recipe = cloud.recipe(MODEL_COMPONENT, "1.0.0")
+    [artifact] = model_recipe["Manifests"][0]["Artifacts"]
+    converted = artifact["URI"].rsplit("/", 1)[1]
+    assert re.fullmatch(r"small_ssd-[0-9a-f]{12}\.onnx\.tar\.gz", converted), artifact
+    assert f"{{{MODEL_COMPONENT}:artifacts:path}}/{converted}" in lifecycle["Install"]["Script"]
     # Setenv for every step: Install checks the model with the settings Run will use.
     assert lifecycle["Setenv"]["CLASS_LABELS"] == "blue_box,yellow_box"
+    assert lifecycle["Setenv"]["DETECTOR_BACKEND"] == "onnxruntime"
     assert lifecycle["Install"]["Script"].endswith("greengrass_v2_detector.py --check-model")
     assert lifecycle["Install"]["Timeout"] == 300
 

@@ -30,7 +30,7 @@ import yaml
 from tests.e2e.fleet import LOCAL_TESTBED_INVENTORY
 from tests.inference import small_ssd
 from tests.roles import wheelhouse
-from tests.roles.playbook_json import run_playbook
+from tests.roles.playbook_json import run_module_process, run_playbook
 from tests.standins.greengrass_ipc.server import GreengrassIpcStandIn
 from tests.standins.greengrass_v2_nucleus.agent import recipes
 
@@ -413,10 +413,14 @@ def test_entry_point_on_a_device_with_the_runtime_and_the_stand_in(edge_devices,
     model_name = Path(small_model).name
     files = [{"src": str(ENTRY_POINT), "dest": f"{DEVICE_DIR}/greengrass_v2_detector.py"}]
     files += [{"src": str(path), "dest": f"{DEVICE_DIR}/code/{path.name}"} for path in INFERENCE_CODE.glob("*.py")]
-    files += [
-        {"src": f"{small_model}{suffix}", "dest": f"{DEVICE_DIR}/model/{model_name}{suffix}"}
-        for suffix in ("-symbol.json", "-0000.params")
-    ]
+    # The V2 default backend, ONNX Runtime: the model converted on the controller as the detector role does it.
+    converted = run_module_process(
+        "ssd_model_onnx",
+        {"src": str(Path(small_model).parent), "prefix": model_name, "dest": str(tmp_path / f"{model_name}.onnx")},
+        tmp_path / "convert-args.json",
+    )
+    assert converted.get("changed") is True, converted
+    files += [{"src": converted["dest"], "dest": f"{DEVICE_DIR}/model/{model_name}.onnx"}]
     files += [
         {"src": str(image), "dest": f"{DEVICE_DIR}/scene.png"},
         {"src": str(STANDIN), "dest": f"{DEVICE_DIR}/standin/server.py"},
@@ -480,6 +484,7 @@ def test_entry_point_on_a_device_with_the_runtime_and_the_stand_in(edge_devices,
         "SVCUID": SVCUID,
         "PYTHONPATH": f"{DEVICE_DIR}/code",
         **detector_environment(f"{DEVICE_DIR}/model/{model_name}"),
+        "DETECTOR_BACKEND": "onnxruntime",
     }
     setenv = " ".join(f"--setenv={key}={value}" for key, value in environment.items())
     python = "/opt/edgeml/inference-venv/bin/python"
@@ -500,6 +505,7 @@ def test_entry_point_on_a_device_with_the_runtime_and_the_stand_in(edge_devices,
     [record] = state["published"]
     assert record["topic"] == OUTPUT_TOPIC
     assert_expected_detections(json.loads(record["payload"]), f"{DEVICE_DIR}/scene.png")
+    assert json.loads(record["payload"])["inference"] == {"backend": "onnxruntime", "device": "CPUExecutionProvider"}
     assert fleet.run(host, "systemctl is-active edgeml-itest-detector").stdout.strip() == "active"
     fleet.run(host, "sudo systemctl stop edgeml-itest-detector")
 
