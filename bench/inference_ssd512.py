@@ -118,7 +118,9 @@ def main() -> int:
     images = [str(path) for path in seed_model.seed_images()]
     load_before = os.getloadavg()
 
-    service = od.InferenceService(lambda topic, payload: None, lambda: od.DetectorConfig(model_path=str(prefix)))
+    service = od.InferenceService(
+        lambda topic, payload: None, lambda: od.DetectorConfig(model_path=str(prefix), backend="mxnet")
+    )
     detector = service.detector()
     seed = SeedMLModel(str(prefix))
     batches = {image: detector.preprocess(od.read_image(image)) for image in images}
@@ -147,7 +149,7 @@ def main() -> int:
                     samples[(name, image)].append(elapsed)
     load_after = os.getloadavg()
 
-    print(f"model: {prefix} (seed ResNet-50 SSD512 graph, random weights), context {detector.context}")
+    print(f"model: {prefix} (seed ResNet-50 SSD512 graph, random weights), inference {dict(detector.inference)}")
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     print(f"mxnet {mx.__version__}, {os.cpu_count()} CPUs, OMP_NUM_THREADS={threads}")
     print(f"load average 1/5/15 min: before {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, ", end="")

@@ -19,7 +19,7 @@ two 1080p pictures, alternating and shifting a little each frame. Measured in on
 4. memory: RSS of this process while ``VideoPipeline`` runs a 1,000-frame 1080p stream (the short video
    looped) through the *small* SSD (``tests/inference/small_ssd.py``), sampled at frames 100 and 1,000.
 
-    python bench/video_ssd512.py [--frames 40] [--latency-frames 12] [--memory-frames 1000]
+    python bench/video_ssd512.py [--frames 40] [--latency-frames 12] [--memory-frames 1000] [--backend onnxruntime]
 
 Load averages are printed before and after: the machine's other users compete for the same cores.
 """
@@ -166,6 +166,12 @@ def main() -> int:
     parser.add_argument("--memory-frames", type=int, default=1000, help="frames in the memory run (default 1000)")
     cache = Path(os.environ.get("EDGEML_CACHE", Path.home() / ".cache" / "edgeml"))
     parser.add_argument("--model-dir", type=Path, default=cache / "bench" / "seed-ssd512-random")
+    parser.add_argument(
+        "--backend",
+        choices=["mxnet", "onnxruntime"],
+        default="mxnet",
+        help="the pipeline's detector backend (default mxnet; the seed's loop runs MXNet either way)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not seed_model.seed_files_present():
@@ -177,7 +183,12 @@ def main() -> int:
     video = make_video(scratch / "seed-1080p.avi", 41)
     load_before = os.getloadavg()
 
-    detector = od.ObjectDetector(od.DetectorConfig(model_path=str(prefix)))
+    detector_prefix = prefix
+    if args.backend == "onnxruntime":
+        from inference_backends import ensure_models
+
+        detector_prefix = ensure_models(args.model_dir.parent)["onnxruntime"]
+    detector = od.ObjectDetector(od.DetectorConfig(model_path=str(detector_prefix), backend=args.backend))
     seed = SeedMLModel(str(prefix))
     first = cv2.VideoCapture(str(video)).read()[1]
     batch = detector.preprocess(first)
@@ -236,7 +247,7 @@ def main() -> int:
     memory_stats, _ = run_pipeline(memory_settings, small, on_result=sample_memory)
     load_after = os.getloadavg()
 
-    print(f"model: {prefix} (seed ResNet-50 SSD512 graph, random weights), context {detector.context}")
+    print(f"model: {prefix} (seed ResNet-50 SSD512 graph, random weights), inference {dict(detector.inference)}")
     print(f"mxnet {mx.__version__}, opencv {cv2.__version__}, {os.cpu_count()} CPUs")
     print(f"stream: {video.name}, {SIZE[0]}x{SIZE[1]} MJPG, 41 frames (looped where needed)")
     print(

@@ -68,18 +68,29 @@ def kept_on_failure(request, prefix: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def device_bed(name: str, count: int, endpoint: LocalAwsEndpoint | None = None) -> Iterator:
+def device_bed(
+    name: str,
+    count: int,
+    endpoint: LocalAwsEndpoint | None = None,
+    suite: str | None = None,
+    names: list[str] | None = None,
+) -> Iterator:
     """`count` simulated devices for a test module (skipped without root), torn down after it; tied to this
     process, so that the next `up` anywhere reaps them if pytest is killed. With `endpoint`, the devices' Greengrass
-    V2 nucleus is told where the bed's endpoint is (it then follows its deployments, as the demo's devices do)."""
+    V2 nucleus is told where the bed's endpoint is (it then follows its deployments, as the demo's devices do).
+    ``suite``: the devices' Debian release (the bed's default, Debian 12, or "trixie"); ``names``: their hostnames."""
     import pytest
 
     from tests.testbed.edge_devices import EdgeDeviceBed, build_image
 
     if os.geteuid() != 0:
         pytest.skip("simulated edge devices need root (overlay mounts, systemd-nspawn)")
-    build_image()  # a no-op when the image is cached
-    bed = EdgeDeviceBed(f"pytest-{os.getpid()}-{name}", count=count, tied_to_process=True)
+    from tests.testbed.edge_devices import SUITE
+
+    build_image(suite=suite or SUITE)  # a no-op when the image is cached
+    bed = EdgeDeviceBed(
+        f"pytest-{os.getpid()}-{name}", count=count, tied_to_process=True, suite=suite or SUITE, names=names
+    )
     bed.up()
     try:
         if endpoint is not None:

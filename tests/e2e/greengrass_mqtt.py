@@ -85,5 +85,25 @@ class Requester:
                 return Answer(json.loads(payload), time.perf_counter() - started, sent)
         return None
 
+    def ask_devices(self, request: dict, things: set[str], timeout: float = 180, resend_every: float = 10) -> dict:
+        """Publish ``request`` (again every ``resend_every`` s) until each device of ``things`` answered (every
+        device of a fleet subscribes to the same topic and names itself in ``thing_name``); {thing: payload} of
+        those that did within ``timeout``."""
+        while self.mqtt.receive(timeout=0.05) is not None:
+            pass
+        answers: dict[str, dict] = {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and set(answers) < things:
+            published = self.mqtt.publish(self.request_topic, json.dumps(request))
+            if not published.ok:
+                raise RuntimeError(f"the broker refused the request: {published.detail}")
+            until = min(deadline, time.monotonic() + resend_every)
+            while time.monotonic() < until and set(answers) < things:
+                received = self.mqtt.receive(timeout=max(0.1, until - time.monotonic()))
+                if received is not None:
+                    payload = json.loads(received[1])
+                    answers.setdefault(payload.get("thing_name"), payload)
+        return {thing: answer for thing, answer in answers.items() if thing in things}
+
     def close(self) -> None:
         self.mqtt.close()

@@ -24,6 +24,7 @@ SUPPORTED_OS = [
     ("Ubuntu", "24.04", "noble", "ubuntu2404", "1.1-1", "12.4"),
     ("Debian", "11", "bullseye", "debian11", "1.1-1", "11.7"),
     ("Debian", "12", "bookworm", "debian12", "1.1-1", "12.4"),
+    ("Debian", "13", "trixie", "debian13", "1.1-1", "12.4"),
 ]
 ARCHES = {"x86_64": ("x86_64", "amd64"), "aarch64": ("sbsa", "arm64")}
 
@@ -128,6 +129,7 @@ DISTRIBUTION = {
     ("Ubuntu", "24.04"): (["nvidia-driver-550", "nvidia-utils-550"], "12.0"),
     ("Debian", "11"): (["nvidia-driver", "nvidia-smi", "firmware-misc-nonfree", "linux-headers-{kernel_arch}"], "11.2"),
     ("Debian", "12"): (["nvidia-driver", "nvidia-smi", "firmware-misc-nonfree", "linux-headers-{kernel_arch}"], "11.8"),
+    ("Debian", "13"): (["nvidia-driver", "nvidia-smi", "firmware-misc-nonfree", "linux-headers-{kernel_arch}"], "12.4"),
 }
 
 
@@ -149,7 +151,7 @@ def test_auto_source_per_os(rendered, distro, version, codename, repo, keyring, 
     assert report["toolkit_packages"] == ["nvidia-cuda-toolkit"]
     assert report["cuda_version"] == cuda
     after = sources["diff"][0]["after"] if isinstance(sources["diff"], list) else sources["diff"]["after"]
-    components = "contrib non-free non-free-firmware" if version == "12" else "contrib non-free"
+    components = "contrib non-free non-free-firmware" if version in ("12", "13") else "contrib non-free"
     assert after.splitlines()[-5:] == [
         "Types: deb",
         "URIs: http://deb.debian.org/debian",

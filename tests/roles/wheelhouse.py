@@ -30,6 +30,10 @@ from tests.testbed.edge_devices import flocked
 # the inference_runtime_requirements filter); a test keeps them equal.
 REQUIREMENTS = ("mxnet==1.9.1", "numpy==1.23.5", "opencv-python-headless==4.11.0.86")
 ONNX_REQUIREMENTS = ("onnxruntime==1.24.4", "numpy==2.2.6", "opencv-python-headless==4.11.0.86")
+# The same pins for the Pythons of the bed's devices: Debian 12's 3.11 and Debian 13's 3.13 (the role's table has
+# onnxruntime 1.24.4 and numpy 2.2.6 for both). MXNet's numpy 1.23 has wheels up to Python 3.11 only.
+ONNX_PYTHONS = ("3.11", "3.12", "3.13")
+MXNET_PYTHONS = ("3.8", "3.9", "3.10", "3.11")
 # The Greengrass V2 detector's IPC client (roles/greengrass_v2_detector/defaults/main.yml); a test keeps them equal.
 GREENGRASS_V2_REQUIREMENTS = ("awsiotsdk==1.29.0", "awscrt==0.32.1")
 STAMP = ".complete"
@@ -90,12 +94,16 @@ def ensure_runtime_wheelhouse(
     python_version: str = "3.11", platform: str = DEVICE_PLATFORM, extras=GREENGRASS_V2_REQUIREMENTS
 ) -> Path:
     """One folder with both backends' wheels and the extras' wheels (hard links into the cached wheelhouses)."""
+    if python_version not in ONNX_PYTHONS:
+        raise ValueError(f"no ONNX Runtime pins for Python {python_version} in the test bed's wheelhouse")
     parts = [
-        ensure_wheelhouse(python_version, platform),
         ensure_wheelhouse(python_version, platform, ONNX_REQUIREMENTS),
         ensure_wheelhouse(python_version, platform, extras),
     ]
-    requirements = REQUIREMENTS + ONNX_REQUIREMENTS + tuple(extras)
+    requirements = ONNX_REQUIREMENTS + tuple(extras)
+    if python_version in MXNET_PYTHONS:  # MXNet's numpy 1.23 has no wheels past Python 3.11
+        parts.append(ensure_wheelhouse(python_version, platform))
+        requirements = REQUIREMENTS + requirements
 
     def link(partial: Path) -> None:
         for part in parts:

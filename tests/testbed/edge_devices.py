@@ -1,13 +1,14 @@
-"""Simulated edge devices: systemd-booted Debian 12 containers reached over real SSH.
+"""Simulated edge devices: systemd-booted Debian 12 (or 13) containers reached over real SSH.
 
-One Debian 12 root filesystem is built once (debootstrap) and cached; every
+One Debian 12 root filesystem is built once (debootstrap) and cached (a Debian 13 one on request:
+``--suite trixie``, for devices with Python 3.13); every
 device is a cheap overlayfs copy of it booted with ``systemd-nspawn -b`` on the
 host's network, with its own hostname, machine id, SSH host keys and an sshd
 listening only on its own loopback address 127.0.0.N. A *bed* is a named group
 of devices with one SSH key, one known_hosts file and one Ansible inventory.
 
-    python -m tests.testbed.edge_devices build-image
-    python -m tests.testbed.edge_devices up --count 2 --bed mybed --inventory /tmp/mybed.yml
+    python -m tests.testbed.edge_devices build-image [--suite trixie]
+    python -m tests.testbed.edge_devices up --count 2 --bed mybed --inventory /tmp/mybed.yml [--suite trixie]
     python -m tests.testbed.edge_devices status
     python -m tests.testbed.edge_devices down --bed mybed     # or --stale, or --all
 
@@ -44,6 +45,8 @@ from pathlib import Path
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
+# The Debian releases a device can be, by suite: the image's folder name (Debian 12 is the default).
+SUITES = {"bookworm": "debian12", "trixie": "debian13"}
 # What `debootstrap --variant=minbase` leaves out but a stock Debian 12 server has
 # (python3-apt comes with reportbug from the "standard" task; Ansible's apt module needs it).
 EXTRA_PACKAGES = ("ca-certificates", "iproute2", "procps", "python3-apt", "wget", "less")
@@ -132,9 +135,15 @@ def tail(path: Path, lines: int = 25) -> str:
 # --------------------------------------------------------------------------- image
 
 
-def image_recipe() -> dict:
+def check_suite(suite: str) -> str:
+    if suite not in SUITES:
+        raise TestbedError(f"suite {suite!r} is not one the bed builds: expected one of {', '.join(SUITES)}")
+    return suite
+
+
+def image_recipe(suite: str = SUITE) -> dict:
     return {
-        "suite": SUITE,
+        "suite": check_suite(suite),
         "variant": "minbase",
         "include": sorted(BASE_PACKAGES + EXTRA_PACKAGES),
         "user": DEVICE_USER,
@@ -142,16 +151,16 @@ def image_recipe() -> dict:
     }
 
 
-def image_dir() -> Path:
-    digest = hashlib.sha256(json.dumps(image_recipe(), sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir() / "images" / f"debian12-{digest}"
+def image_dir(suite: str = SUITE) -> Path:
+    digest = hashlib.sha256(json.dumps(image_recipe(suite), sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "images" / f"{SUITES[suite]}-{digest}"
 
 
 COMPLETE_MARKER = ".edgeml-image-complete"
 
 
-def check_mirror(mirror: str) -> None:
-    url = f"{mirror.rstrip('/')}/dists/{SUITE}/Release"
+def check_mirror(mirror: str, suite: str = SUITE) -> None:
+    url = f"{mirror.rstrip('/')}/dists/{suite}/Release"
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=15):  # noqa: S310
             return
@@ -166,9 +175,9 @@ def log_progress(message: str) -> None:
     print(f"edge_devices: {message}", file=sys.stderr, flush=True)
 
 
-def build_image(mirror: str | None = None, log=log_progress) -> Path:
-    """Build the cached Debian 12 image once; later calls return at once. Progress goes to stderr."""
-    target = image_dir()
+def build_image(mirror: str | None = None, log=log_progress, suite: str = SUITE) -> Path:
+    """Build the cached image of a Debian suite once; later calls return at once. Progress goes to stderr."""
+    target = image_dir(suite)
     if (target / COMPLETE_MARKER).exists():
         return target
     require_root("building the device image")
@@ -182,7 +191,7 @@ def build_image(mirror: str | None = None, log=log_progress) -> Path:
             shutil.rmtree(leftover, ignore_errors=True)
         if target.exists():  # incomplete: no marker
             shutil.rmtree(target)
-        check_mirror(mirror)
+        check_mirror(mirror, suite)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=images))
         os.chmod(tmp, 0o755)  # noqa: S103 - it becomes the devices' /, which is 0755
         log(f"building {target.name} with debootstrap from {mirror} (about a minute)")
@@ -190,11 +199,11 @@ def build_image(mirror: str | None = None, log=log_progress) -> Path:
         try:
             include = ",".join(sorted(BASE_PACKAGES + EXTRA_PACKAGES))
             run_checked(
-                ["debootstrap", "--variant=minbase", f"--include={include}", SUITE, str(tmp), mirror],
+                ["debootstrap", "--variant=minbase", f"--include={include}", suite, str(tmp), mirror],
                 "debootstrap",
             )
-            configure_image(tmp, mirror)
-            (tmp / COMPLETE_MARKER).write_text(json.dumps(image_recipe(), sort_keys=True) + "\n")
+            configure_image(tmp, mirror, suite)
+            (tmp / COMPLETE_MARKER).write_text(json.dumps(image_recipe(suite), sort_keys=True) + "\n")
             os.rename(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -203,7 +212,7 @@ def build_image(mirror: str | None = None, log=log_progress) -> Path:
     return target
 
 
-def configure_image(root: Path, mirror: str) -> None:
+def configure_image(root: Path, mirror: str, suite: str = SUITE) -> None:
     """What every device shares: the `edge` sudoer, apt sources, no host keys, no machine id."""
     run_checked(
         ["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", DEVICE_USER],
@@ -212,9 +221,9 @@ def configure_image(root: Path, mirror: str) -> None:
     write_file(root / "etc/sudoers.d/edge", f"{DEVICE_USER} ALL=(ALL) NOPASSWD:ALL\n", mode=0o440)
     write_file(
         root / "etc/apt/sources.list",
-        f"deb {mirror} {SUITE} main\n"
-        f"deb {mirror} {SUITE}-updates main\n"
-        f"deb http://deb.debian.org/debian-security {SUITE}-security main\n",
+        f"deb {mirror} {suite} main\n"
+        f"deb {mirror} {suite}-updates main\n"
+        f"deb http://deb.debian.org/debian-security {suite}-security main\n",
     )
     # Every device gets its own host keys and machine id at `up`; none may be shared.
     for key in (root / "etc/ssh").glob("ssh_host_*"):
@@ -449,8 +458,11 @@ class EdgeDeviceBed:
     # process dies, the bed counts as stale and the next `up` or `down --stale` removes it.
     tied_to_process: bool = False
     devices: list[Device] = field(default_factory=list)
+    # The Debian release of every device of the bed (SUITES).
+    suite: str = SUITE
 
     def __post_init__(self):
+        check_suite(self.suite)
         if not BED_NAME_RE.match(self.name) or self.name in RESERVED_NAMES:
             raise TestbedError(
                 f"bed name {self.name!r} is not valid: expected lowercase letters, digits, '.', '_' or '-' "
@@ -517,7 +529,7 @@ class EdgeDeviceBed:
             "owner_start": proc_start_time(os.getpid()),
             "tied_to_process": self.tied_to_process,
             "prefix": self.prefix,
-            "image": str(image_dir()),
+            "image": str(image_dir(self.suite)),
             "private_key": str(self.private_key),
             "known_hosts": str(self.known_hosts),
             "inventory": str(self.inventory),
@@ -546,10 +558,11 @@ class EdgeDeviceBed:
     def up(self) -> EdgeDeviceBed:
         require_root("booting simulated devices")
         require_tools("systemd-nspawn", "ssh", "ssh-keygen", "mount", "umount")
-        image = image_dir()
+        image = image_dir(self.suite)
         if not (image / COMPLETE_MARKER).exists():
             raise TestbedError(
-                f"the device image {image} is not built yet: run `python -m tests.testbed.edge_devices build-image`"
+                f"the device image {image} is not built yet: run "
+                f"`python -m tests.testbed.edge_devices build-image --suite {self.suite}`"
             )
         reap_stale_beds(self.root)
         names = self.names or [f"{self.prefix}-{index:02d}" for index in range(1, self.count + 1)]
@@ -933,6 +946,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument(
         "--mirror", default=None, help=f"Debian mirror (default $EDGEML_DEBIAN_MIRROR or {DEFAULT_MIRROR})"
     )
+    build.add_argument("--suite", default=SUITE, choices=sorted(SUITES), help=f"Debian suite (default {SUITE})")
     up = sub.add_parser("up", help="boot a bed of devices and write its Ansible inventory")
     up.add_argument("--count", type=int, default=1)
     up.add_argument("--bed", default=None, help="bed name (default: edge-<random>)")
@@ -942,6 +956,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--prefix", default="edge", help="device name prefix: <prefix>-01, <prefix>-02, ...")
     up.add_argument("--names", default=None, help="comma-separated device names (instead of --count/--prefix)")
     up.add_argument("--boot-timeout", type=float, default=180.0)
+    up.add_argument("--suite", default=SUITE, choices=sorted(SUITES), help=f"Debian suite (default {SUITE})")
     up.add_argument("--json", action="store_true", help="print the bed as JSON")
     up.add_argument(
         "--endpoints",
@@ -959,7 +974,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "build-image":
-            print(build_image(args.mirror))
+            print(build_image(args.mirror, suite=args.suite))
         elif args.command == "up":
             name = args.bed or f"edge-{uuid.uuid4().hex[:8]}"
             bed = EdgeDeviceBed(
@@ -969,6 +984,7 @@ def main(argv: list[str] | None = None) -> int:
                 inventory_path=args.inventory,
                 boot_timeout=args.boot_timeout,
                 names=args.names.split(",") if args.names else None,
+                suite=args.suite,
             ).up()
             if args.endpoints:
                 bed.write_endpoints(json.loads(args.endpoints.read_text()))
