@@ -201,7 +201,11 @@ def test_the_same_inputs_without_the_bad_one_pass_every_check(tmp_path, device, 
         stats = run.stats(host)
         assert stats.get("failures") == 0 and stats.get("changed") == 0, (generation, stats)
         ran = run.task_names(host)
-        checks = ["Inference settings", "Preflight | Check the pinned versions", GENERATION_CHECK[generation]]
+        checks = [
+            "Inference settings",
+            "Preflight | Check the backend and the pinned versions",
+            GENERATION_CHECK[generation],
+        ]
         for check in checks:
             assert any(name.startswith(check) for name in ran), (generation, check, ran)
         assert requests.calls(since=since) == []
