@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,8 +37,6 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "files" / "inference_lambda"), s
 
 import object_detector as od  # noqa: E402
 
-from tests.inference import seed_model  # noqa: E402
-
 BACKENDS = ("mxnet", "onnxruntime")
 LABELS = ["blue_box", "yellow_box"]
 
@@ -48,6 +45,8 @@ def ensure_models(cache: Path) -> dict[str, Path]:
     """Prefixes of the seed SSD512 with random weights: MXNet checkpoint, and its ONNX conversion (own folder, so
     that no other benchmark's ``auto`` backend picks it up). Made once, cached."""
     from ansible_collections.edgeml.greengrass.plugins.module_utils import _ssd_onnx
+
+    from tests.inference import seed_model  # imports MXNet: not in the memory-measuring children
 
     mxnet_dir, onnx_dir = cache / "seed-ssd512-random", cache / "seed-ssd512-random-onnx"
     mxnet_prefix = mxnet_dir / seed_model.SEED_PREFIX_NAME
@@ -72,21 +71,23 @@ def detector(prefix: Path, backend: str) -> od.ObjectDetector:
     return od.ObjectDetector(od.DetectorConfig(model_path=str(prefix), backend=backend, class_labels=LABELS))
 
 
-def child(prefix: str, backend: str) -> int:
-    """Load, run both frames three times, print the peak resident memory (KiB) as JSON."""
+def child(prefix: str, backend: str, images: list[str]) -> int:
+    """Load, run the frames three times, print the peak resident memory (KiB) as JSON. Nothing but the detector is
+    imported (ONNX Runtime's process never loads MXNet), so each figure is what a device's detector takes."""
     logging.disable(logging.INFO)
     loaded = detector(Path(prefix), backend)
     for _ in range(3):
-        for image in seed_model.seed_images():
-            loaded.detect_file(str(image))
-    print(json.dumps({"backend": backend, "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+        for image in images:
+            loaded.detect_file(image)
+    # VmHWM, not getrusage's ru_maxrss: that one keeps the parent's peak across fork and exec.
+    peak = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    print(json.dumps({"backend": backend, "max_rss_kib": int(peak.split()[1])}))
     return 0
 
 
-def peak_rss_mib(prefix: Path, backend: str) -> float:
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", backend, "--prefix", str(prefix)], capture_output=True, text=True
-    )
+def peak_rss_mib(prefix: Path, backend: str, images: list[str]) -> float:
+    argv = [sys.executable, __file__, "--child", backend, "--prefix", str(prefix), "--images", *images]
+    done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{backend} child failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])["max_rss_kib"] / 1024.0
@@ -112,9 +113,12 @@ def main() -> int:
     parser.add_argument("--no-install-size", action="store_true", help="skip the install sizes")
     parser.add_argument("--child", choices=BACKENDS, help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--images", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.prefix, args.child)
+        return child(args.prefix, args.child, args.images)
+    from tests.inference import seed_model  # the parent only: it imports MXNet
+
     logging.basicConfig(level=logging.WARNING)
     if not seed_model.seed_files_present():
         print(f"seed graph/images not found in {seed_model.SEED_MODEL_DIR}", file=sys.stderr)
@@ -155,7 +159,7 @@ def main() -> int:
 
     del detectors
     print("\npeak resident memory of a detector process (load + 6 frames):")
-    rss = {backend: peak_rss_mib(prefixes[backend], backend) for backend in BACKENDS}
+    rss = {backend: peak_rss_mib(prefixes[backend], backend, images) for backend in BACKENDS}
     for backend in BACKENDS:
         print(f"  {backend:12s} {rss[backend]:8.0f} MiB")
     print(f"  ONNX Runtime / MXNet: {rss['onnxruntime'] / rss['mxnet']:.2f}x")
