@@ -82,7 +82,7 @@ def _onnxruntime(device, builds, problems):
         package = "onnxruntime"
         if cuda:
             gpu_versions = gpu["by_architecture"].get(device["architecture"], {})
-            if cuda.split(".")[0] not in gpu["cuda_majors"]:
+            if cuda.split(".", 1)[0] not in gpu["cuda_majors"]:
                 problems.append(
                     "CUDA {0} found; onnxruntime-gpu's PyPI builds this role installs are for CUDA {1}. Install CUDA "
                     "12 (nvidia_driver_cuda_toolkit_version), or set inference_runtime_onnxruntime_package to "

@@ -171,12 +171,12 @@ def convert(prefix, epoch, input_size):
             mx.sym.Group([logits, boxes]), params, [shape], [TensorProto.FLOAT], opset_version=OPSET
         )
     except AttributeError as error:  # "No conversion function registered for op type X yet."
-        op = str(error).split("op type ")[-1].split(" yet")[0]
+        op = str(error).rsplit("op type ", 1)[-1].split(" yet", 1)[0]
         layers = [node["name"] for node in nodes if node["op"] == op][:5]
         raise ConversionError(
             "layer(s) {} of type {} have no ONNX conversion ({})".format(layers, op, error)
         ) from error
-    logits_out, boxes_out = [output for output in graph.output]
+    logits_out, boxes_out = list(graph.output)
     initialised = set(initializer.name for initializer in graph.initializer)
     inputs = [graph_input.name for graph_input in graph.input if graph_input.name not in initialised]
     if inputs != [INPUT_NAME]:
@@ -191,8 +191,8 @@ def convert(prefix, epoch, input_size):
             helper.make_node("Identity", ["anchor_boxes"], [OUTPUTS[2]], name="anchors_out"),
         ]
     )
-    _, (class_shape, box_shape), _ = mx.sym.Group([logits, boxes]).infer_shape(**{INPUT_NAME: shape})
-    class_shape, box_shape = list(class_shape), list(box_shape)
+    output_shapes = mx.sym.Group([logits, boxes]).infer_shape(**{INPUT_NAME: shape})[1]
+    class_shape, box_shape = list(output_shapes[0]), list(output_shapes[1])
     del graph.output[:]
     graph.output.extend(
         [

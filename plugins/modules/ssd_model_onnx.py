@@ -27,7 +27,7 @@ description:
   - Deterministic; the same checkpoint and settings give the same bytes, so a Greengrass component made of
     them keeps its version. O(dest) is written only when its content would change; a O(dest) made from the same
     source by the same converter version is not converted again (O(force) does).
-  - Runs on the controller (C(delegate_to: localhost)); needs mxnet, onnx, onnxruntime and OpenCV there.
+  - Runs on the controller (delegated to localhost); needs mxnet, onnx, onnxruntime and OpenCV there.
 options:
   src:
     description: The model archive (C(.tar.gz) with the checkpoint at its root) or a folder with the checkpoint.
