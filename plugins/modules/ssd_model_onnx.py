@@ -120,6 +120,7 @@ converted:
   type: bool
 """
 
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
@@ -201,9 +202,7 @@ def source_digest(module, folder, needed):
     src = module.params["src"]
     if os.path.isfile(src):
         return _ssd_onnx.sha256_of(src)
-    return _ssd_onnx.hashlib.sha256(
-        "".join(_ssd_onnx.sha256_of(os.path.join(folder, n)) for n in needed).encode()
-    ).hexdigest()
+    return hashlib.sha256("".join(_ssd_onnx.sha256_of(os.path.join(folder, n)) for n in needed).encode()).hexdigest()
 
 
 def input_size_of(module, folder):
@@ -314,7 +313,7 @@ def main():
                 ),
             )
             content = model.SerializeToString()
-        digest = _ssd_onnx.hashlib.sha256(content).hexdigest()
+        digest = hashlib.sha256(content).hexdigest()
         changed = not os.path.isfile(params["dest"]) or _ssd_onnx.sha256_of(params["dest"]) != digest
         if changed and not module.check_mode:
             parent = os.path.dirname(os.path.abspath(params["dest"]))
