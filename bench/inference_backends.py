@@ -56,9 +56,10 @@ def ensure_models(cache: Path) -> dict[str, Path]:
     onnx_prefix = onnx_dir / seed_model.SEED_PREFIX_NAME
     if not Path(f"{onnx_prefix}.onnx").is_file():
         print(f"converting it to ONNX in {onnx_dir} (once) and checking it against MXNet on the seed frames")
-        model, _ = _ssd_onnx.convert(str(mxnet_prefix), 0, 512)
+        checkpoint = _ssd_onnx.load_checkpoint(str(mxnet_prefix), 0)
+        model, _ = _ssd_onnx.convert(checkpoint, 512)
         images = _ssd_onnx.read_images([str(path) for path in seed_model.seed_images()])
-        report = _ssd_onnx.verify(str(mxnet_prefix), 0, model, images, 512, 1e-3, 1e-3)
+        report = _ssd_onnx.verify(checkpoint, model, images, 512, 1e-3, 1e-3)
         print(f"  verified: {report}")
         onnx_dir.mkdir(parents=True, exist_ok=True)
         partial = onnx_dir / "model.partial"

@@ -126,9 +126,9 @@ def load_checkpoint(prefix, epoch):
         ) from error
 
 
-def convert(prefix, epoch, input_size):
-    """ONNX bytes of the checkpoint ``<prefix>-symbol.json`` / ``<prefix>-<epoch>.params`` for a square input,
-    and a description of what was converted. Same files and size: same bytes."""
+def convert(checkpoint, input_size):
+    """ONNX bytes of a checkpoint (``load_checkpoint``'s symbol and parameters) for a square input, and a
+    description of what was converted. Same files and size: same bytes."""
     import mxnet as mx
     import numpy as np
     import onnx
@@ -137,7 +137,7 @@ def convert(prefix, epoch, input_size):
     _onnx_mapping_shim()
     from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
 
-    symbol, arg_params, aux_params = load_checkpoint(prefix, epoch)
+    symbol, arg_params, aux_params = checkpoint
     symbol_json = symbol.tojson()
     nodes, head = _graph_head(symbol_json)
     settings = detection_settings(head.get("attrs") or head.get("param") or head.get("attr"))
@@ -271,14 +271,14 @@ def read_images(paths):
     return images
 
 
-def verify(prefix, epoch, onnx_bytes, images, input_size, score_tolerance, box_tolerance):
+def verify(checkpoint, onnx_bytes, images, input_size, score_tolerance, box_tolerance):
     """Detections of the checkpoint on MXNet and of the ONNX model on ONNX Runtime (decoded by MXNet's
     MultiBoxDetection with the settings stored in the model), image by image. ConversionError when the kept
     detections differ in number or class, or a score or box coordinate by more than its tolerance."""
     import mxnet as mx
     import onnxruntime
 
-    symbol, arg_params, aux_params = load_checkpoint(prefix, epoch)
+    symbol, arg_params, aux_params = checkpoint
     shape = (1, 3, input_size, input_size)
     executor = symbol.simple_bind(mx.cpu(), grad_req="null", **{INPUT_NAME: shape})
     for name, value in arg_params.items():

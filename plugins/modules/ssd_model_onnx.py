@@ -279,11 +279,11 @@ def main():
             )
         prefix_path = os.path.join(folder, params["prefix"])
         try:
-            onnx_bytes, conversion = _ssd_onnx.convert(prefix_path, params["epoch"], size)
+            checkpoint = _ssd_onnx.load_checkpoint(prefix_path, params["epoch"])  # once, for both steps
+            onnx_bytes, conversion = _ssd_onnx.convert(checkpoint, size)
             images = _ssd_onnx.read_images(params["verify_images"]) or _ssd_onnx.synthetic_images(size)
             verification = _ssd_onnx.verify(
-                prefix_path,
-                params["epoch"],
+                checkpoint,
                 onnx_bytes,
                 images,
                 size,
