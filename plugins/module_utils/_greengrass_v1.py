@@ -777,13 +777,42 @@ def find_group(client, name=None, group_id=None):
         return get_group(client, group_id)
     matches = find_groups_by_name(client, name)
     if len(matches) > 1:
-        raise GreengrassInputError(
-            [
-                "%d Greengrass groups are named %r (ids: %s); rename or delete the extras, or address one by group_id"
-                % (len(matches), name, ", ".join(sorted(group["Id"] for group in matches)))
-            ]
-        )
+        raise _several_groups_error(name, matches)
     return matches[0] if matches else None
+
+
+def _several_groups_error(name, matches):
+    return GreengrassInputError(
+        [
+            "%d Greengrass groups are named %r (ids: %s); rename or delete the extras, or address one by group_id"
+            % (len(matches), name, ", ".join(sorted(group["Id"] for group in matches)))
+        ]
+    )
+
+
+def group_and_lost_create_duplicates(client, name):
+    """(the group named ``name`` or None, [the other groups of that name that only a retried CreateGroup made]).
+
+    When several groups share the name and all but one were never deployed and hold exactly that one's latest
+    version, they are what a run killed after a lost-and-retried CreateGroup left (see duplicates_of_created_group):
+    the deployed group is kept, else the oldest. Any other mix raises GreengrassInputError, as find_group does."""
+    matches = find_groups_by_name(client, name)
+    if len(matches) <= 1:
+        return (matches[0] if matches else None), []
+    described = [
+        (group, current_group_definition(client, group), bool(list_deployments(client, group["Id"])))
+        for group in matches
+    ]
+    deployed = [entry for entry in described if entry[2]]
+    if len(deployed) > 1:
+        raise _several_groups_error(name, matches)
+    kept = deployed[0] if deployed else min(described, key=lambda entry: str(entry[0].get("CreationTimestamp") or ""))
+    duplicates = [
+        group for group, definition, _deployed in described if group["Id"] != kept[0]["Id"] and definition == kept[1]
+    ]
+    if len(duplicates) != len(matches) - 1:
+        raise _several_groups_error(name, matches)
+    return kept[0], duplicates
 
 
 def current_group_definition(client, group):
@@ -791,6 +820,21 @@ def current_group_definition(client, group):
     if not group or not group.get("LatestVersion"):
         return {}
     return get_group_version(client, group["Id"], group["LatestVersion"]).get("Definition", {}) or {}
+
+
+def duplicates_of_created_group(client, group, definition):
+    """Other groups with the name of ``group`` (just created from ``definition``) whose latest version is exactly
+    ``definition`` and that were never deployed: made by a CreateGroup that a client retried after its answer was
+    lost. Greengrass V1 documents idempotency for CreateDeployment only (API reference, CreateDeployment:
+    "idempotent with respect to the X-Amzn-Client-Token"); for CreateGroup the token only "correlates requests
+    and responses", so a retry makes a second group."""
+    duplicates = []
+    for other in find_groups_by_name(client, group["Name"]):
+        if other["Id"] == group["Id"] or current_group_definition(client, other) != definition:
+            continue
+        if not list_deployments(client, other["Id"]):
+            duplicates.append(other)
+    return duplicates
 
 
 def owned_definition(client, kind, group_name, version_arn):

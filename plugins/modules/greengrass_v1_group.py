@@ -16,7 +16,8 @@ version_added: 0.1.0
 description:
   - Keeps an AWS IoT Greengrass V1 group, its core, function, resource, subscription and logger
     definitions and the group role as asked, replacing C(greengo create), C(greengo update) and C(greengo remove).
-  - The group is found by O(name); the module fails when several groups share that name.
+  - The group is found by O(name); the module fails when several groups share that name, unless all but one
+    of them were never deployed and hold exactly its latest version (what a retried create leaves; see below).
   - Each definition is named after the group (C(<name>-core), C(<name>-functions), C(<name>-resources),
     C(<name>-subscriptions), C(<name>-loggers)); a definition referenced by the group under another name
     belongs to someone else and is never changed or deleted.
@@ -27,6 +28,11 @@ description:
     stable from run to run; a resource id defaults to its name.
   - Every input is checked before any AWS call; a wrong one fails naming the input and nothing is written.
     When creating a new group fails part way, what this run created is deleted again.
+  - Greengrass V1 documents no idempotency for its group and definition creates, so a create that a client
+    retried after its answer was lost makes a second one. After a run that created a group or definitions, the
+    other groups with its name that hold exactly its first version and were never deployed, and the definitions
+    named after it that no version of it uses, are deleted
+    (RV(deleted_duplicate_groups), RV(deleted_orphan_definitions)).
   - AWS discontinued Greengrass V1 on 2026-10-07; this module is the V1 reference path.
 author:
   - edgeml.greengrass contributors (@edgeml)
@@ -431,6 +437,16 @@ deleted_orphan_definitions:
   type: list
   elements: dict
   sample: [{kind: core, id: 4f3e2a1b-0000-4000-8000-000000000002, name: edge-01-group-core}]
+deleted_duplicate_groups:
+  description:
+    - Ids of the other groups with this name that the run deleted right after creating the group, because they hold
+      exactly its first version and were never deployed (made by a CreateGroup retried after its answer was lost),
+      or, when the run found several groups of that name, those that hold exactly the kept group's latest version
+      and were never deployed (the deployed one is kept, else the oldest).
+  returned: when O(state=present)
+  type: list
+  elements: str
+  sample: [9c1f2d3e-0000-4000-8000-000000000003]
 role_arn:
   description: The group role after the run (null when none).
   returned: when O(state=present)
@@ -443,6 +459,12 @@ deleted:
     group_id:
       description: Id of the deleted group.
       type: str
+    duplicate_group_ids:
+      description:
+        - Ids of the other groups with this name, never deployed and holding exactly the group's latest version
+          (made by a CreateGroup retried after its answer was lost), deleted with it.
+      type: list
+      elements: str
     definitions:
       description:
         - Deleted definitions as C({kind, id, name}) - those the group's versions used, and those named after the
@@ -639,7 +661,7 @@ class GroupRun:
 
     def present(self):
         desired = gg.desired_definitions(self.params)
-        group = gg.find_group(self.client, name=self.name)
+        group, duplicate_groups = gg.group_and_lost_create_duplicates(self.client, self.name)
         current_definition = gg.current_group_definition(self.client, group)
 
         owned = {}
@@ -675,6 +697,7 @@ class GroupRun:
             if not self.module.check_mode:
                 group = gg.create_group(self.client, self.name, wanted_definition)
                 self.created_group_id = group["Id"]
+                duplicate_groups = gg.duplicates_of_created_group(self.client, group, wanted_definition)
         elif needs_group_version:
             if self.module.check_mode:
                 group = dict(group, LatestVersion=None, LatestVersionArn=None)
@@ -683,10 +706,14 @@ class GroupRun:
                 group = dict(group, LatestVersion=version["Version"], LatestVersionArn=version["Arn"])
 
         role_arn, role_changed = self._role(group)
+        if self.created_definitions:
+            orphans = self._with_lost_create_duplicates(group, orphans)
         # The run succeeded: what it created now belongs to the group.
         self.created_definitions = []
         self.created_group_id = None
         if not self.module.check_mode:
+            for duplicate in duplicate_groups:
+                gg.delete_group(self.client, duplicate["Id"])
             for orphan in orphans:
                 gg.delete_definition(self.client, orphan["kind"], orphan["id"])
 
@@ -701,12 +728,13 @@ class GroupRun:
             "role_arn": role_arn,
         }
         self.module.exit_json(
-            changed=needs_group_version or role_changed or bool(orphans),
+            changed=needs_group_version or role_changed or bool(orphans) or bool(duplicate_groups),
             group=gg.group_summary(group),
             definition_versions=dict((kind, arns[kind]) for kind in gg.KIND_ORDER if desired.get(kind)),
             definition_actions=actions,
             adopted_definitions=adopted,
             deleted_orphan_definitions=orphans,
+            deleted_duplicate_groups=sorted(duplicate["Id"] for duplicate in duplicate_groups),
             role_arn=role_arn,
             diff={"before": before, "after": after},
         )
@@ -731,6 +759,19 @@ class GroupRun:
                 orphans.extend({"kind": kind, "id": d["id"], "name": d["name"]} for d in unclaimed[1:])
         return adopted, orphans
 
+    def _with_lost_create_duplicates(self, group, orphans):
+        """``orphans`` plus the definitions named after the group that no version of it uses, of each kind this
+        run created: a create retried after its answer was lost leaves a second one (Greengrass V1 documents no
+        idempotency for Create*Definition; see gg.duplicates_of_created_group). Read only when this run created
+        definitions, so that a run that changes nothing makes no extra calls."""
+        claimed = set(d["id"] for d in self._owned_definitions_of_every_version(group))
+        known = set(orphan["id"] for orphan in orphans)
+        for kind in sorted(set(kind for kind, _id in self.created_definitions)):
+            for definition in gg.unclaimed_definitions(self.client, kind, self.name, claimed):
+                if definition and definition["id"] not in known:
+                    orphans = orphans + [{"kind": kind, "id": definition["id"], "name": definition["name"]}]
+        return orphans
+
     def _role(self, group):
         wanted = self.params.get("role_arn")
         # A group made by this run (or only predicted in check mode) has no role yet.
@@ -745,7 +786,7 @@ class GroupRun:
     # -- absent
 
     def absent(self):
-        group = gg.find_group(self.client, name=self.name)
+        group, duplicate_groups = gg.group_and_lost_create_duplicates(self.client, self.name)
         definitions = self._owned_definitions_of_every_version(group) if group else []
         # Definitions named after the group that no version of it uses (an interrupted run's) go with it.
         claimed = set(d["id"] for d in definitions)
@@ -777,13 +818,20 @@ class GroupRun:
                 gg.reset_deployments(self.client, group["Id"], force=True)
             if role_arn:
                 gg.disassociate_role(self.client, group["Id"])
+            for duplicate in duplicate_groups:
+                gg.delete_group(self.client, duplicate["Id"])
             gg.delete_group(self.client, group["Id"])
             for definition in definitions:
                 gg.delete_definition(self.client, definition["kind"], definition["id"])
         self.module.exit_json(
             changed=True,
             group={},
-            deleted={"group_id": group["Id"], "definitions": definitions, "deployments_reset": needs_reset},
+            deleted={
+                "group_id": group["Id"],
+                "duplicate_group_ids": sorted(duplicate["Id"] for duplicate in duplicate_groups),
+                "definitions": definitions,
+                "deployments_reset": needs_reset,
+            },
             diff={
                 "before": {"group": gg.group_summary(group), "definitions": definitions, "role_arn": role_arn},
                 "after": {},
