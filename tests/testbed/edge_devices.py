@@ -782,6 +782,34 @@ class EdgeDeviceBed:
         except subprocess.TimeoutExpired as exc:
             return subprocess.CompletedProcess(exc.cmd, 124, exc.stdout or "", f"timed out after {timeout}s")
 
+    def drop_off(self, host: str) -> None:
+        """Take a device off the network as far as Ansible can tell, as when it loses power or its link mid-run:
+        its sshd is stopped and every open SSH session killed (Ansible's persistent connections included), so the
+        next connection is refused and Ansible reports the host unreachable. Done from the host through the
+        container's namespaces, not over SSH; the device keeps running. ``come_back`` undoes it."""
+        # Debian 13's OpenSSH runs each session as sshd-session, Debian 12's as sshd.
+        self._in_device(host, "systemctl stop ssh.service ssh.socket; pkill -KILL -x 'sshd|sshd-session'; true")
+
+    def come_back(self, host: str) -> None:
+        """Start the sshd ``drop_off`` stopped; returns once the device answers over SSH again."""
+        self._in_device(host, "systemctl start ssh.service")
+        deadline = time.monotonic() + 30
+        while self.run(host, "true", timeout=10).returncode != 0:
+            if time.monotonic() > deadline:
+                raise TestbedError(f"{host}: no SSH answer 30 s after its sshd was started again")
+            time.sleep(0.5)
+
+    def _in_device(self, host: str, command: str) -> None:
+        device = next((d for d in self.devices if d.name == host), None)
+        if device is None or not device.leader_alive():
+            raise TestbedError(f"no running device {host!r} in bed {self.name!r}")
+        done = subprocess.run(
+            ["nsenter", "-t", str(device.leader), "-m", "-u", "-i", "-p", "--", "sh", "-c", command],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise TestbedError(f"{host}: `{command}` in the device exited {done.returncode}: {done.stderr.strip()}")
+
     def down(self, stop_timeout: float = 20.0) -> None:
         """Stop every device, unmount, remove the bed dir and release its leases. Safe to repeat."""
         with flocked(self.root / ".locks" / f"{self.name}.lock"):  # two reapers must not race on one bed
