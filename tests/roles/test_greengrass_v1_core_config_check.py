@@ -1,7 +1,7 @@
 """The JSON check greengrass_v1_core runs (template `validate:`) before a new config.json replaces the old one.
 
-The check's Python lives in roles/greengrass_v1_core/vars/main.yml; here it runs exactly as the device runs
-it (`python3 -c <code> <file>`) against a correct V1 config.json and broken variants.
+The check is roles/greengrass_v1_core/files/check_config_json.py; here it runs exactly as the device runs it
+(`python3 -c <its code> <file>`) against a correct V1 config.json and broken variants.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "greengrass_v1_core"
-CHECK = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__greengrass_v1_core_config_check"]
+CHECK = (ROLE / "files" / "check_config_json.py").read_text()
 
 GOOD = {
     "coreThing": {
