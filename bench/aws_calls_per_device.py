@@ -34,8 +34,8 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from testbed.aws_endpoint import LocalAwsEndpoint  # noqa: E402
 from tests.e2e.fleet import READ_PREFIXES, recording_endpoint  # noqa: E402
-from tests.testbed.aws_endpoint import LocalAwsEndpoint  # noqa: E402
 
 # greengo 0.x (dzimine/greengo, greengo/greengo.py at commit 07553096b8dceef0e6169f4e92d4a73036c134f4),
 # `greengo create` then `greengo deploy` for one core, one resource list, one Lambda (default role),

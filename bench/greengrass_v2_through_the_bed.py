@@ -2,7 +2,7 @@
 
 For each fleet size, simulated Debian 12 devices are provisioned as V2 core devices by playbooks/site.yml
 against a fresh local AWS endpoint and its data plane; their stand-in nuclei follow the deployments through IoT
-jobs and run the real detector (tests/standins/greengrass_v2_nucleus, test equipment). Then:
+jobs and run the real detector (testbed/standins/greengrass_v2_nucleus, test equipment). Then:
 
 - deployment: a new deployment to the thing group (the same components, the detector's configuration changed,
   so every device stops, installs - unpack and load-check the model - and starts the detector again), timed from
@@ -31,6 +31,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from testbed.edge_devices import EdgeDeviceBed, build_image  # noqa: E402
 from tests.e2e.fleet import (  # noqa: E402
     SITE_PLAYBOOK,
     aws_clients,
@@ -40,7 +41,6 @@ from tests.e2e.fleet import (  # noqa: E402
     run_site,
 )
 from tests.e2e.greengrass_mqtt import Requester  # noqa: E402
-from tests.testbed.edge_devices import EdgeDeviceBed, build_image  # noqa: E402
 
 THING_GROUP = "edgeml-demo-detectors"
 DETECTOR = "com.edgeml.ObjectDetector"

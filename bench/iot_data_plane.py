@@ -28,8 +28,8 @@ from cryptography.x509.oid import NameOID
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.testbed.aws_endpoint import LocalAwsEndpoint  # noqa: E402
-from tests.testbed.iot_data_plane.client import DataPlaneClient  # noqa: E402
+from testbed.aws_endpoint import LocalAwsEndpoint  # noqa: E402
+from testbed.iot_data_plane.client import DataPlaneClient  # noqa: E402
 
 ARN = "arn:aws:iot:us-east-1:123456789012:"
 

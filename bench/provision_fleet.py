@@ -1,7 +1,7 @@
 """Fleet provisioning time: playbooks/site.yml on 1, 4 and 16 simulated devices, first run and re-run.
 
 For each fleet size: a fresh local AWS endpoint (recording every request it gets) and a fresh bed of
-simulated devices (tests/testbed), then `ansible-playbook playbooks/site.yml -i inventories/local_testbed
+simulated devices (testbed), then `ansible-playbook playbooks/site.yml -i inventories/local_testbed
 -i <bed inventory> -e @artefacts` twice, exactly as scripts/demo.sh runs it. The device image, the
 wheelhouse and the demo artefacts are built once and cached before any timing. Measured:
 
@@ -41,6 +41,7 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
 
 from cpu_accounting import CpuAccounting  # noqa: E402
 
+from testbed.edge_devices import EdgeDeviceBed, build_image  # noqa: E402
 from tests.e2e.fleet import (  # noqa: E402
     SITE_PLAYBOOK,
     build_artefacts,
@@ -48,7 +49,6 @@ from tests.e2e.fleet import (  # noqa: E402
     recording_endpoint,
     run_site,
 )
-from tests.testbed.edge_devices import EdgeDeviceBed, build_image  # noqa: E402
 
 
 def provision(

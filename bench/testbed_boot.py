@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.testbed.edge_devices import EdgeDeviceBed, build_image, mounts_under
+from testbed.edge_devices import EdgeDeviceBed, build_image, mounts_under
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@
 For each throttling share (and the fault-free baseline, measured in the same run) and each fleet size, a fresh
 local AWS endpoint state; iot_device_identity runs once per device, 5 at a time (Ansible's default forks), each as
 Ansible's module process with the playbooks' AWS client settings (playbooks/vars/aws_client.yml), through the test
-bed's fault proxy (tests/testbed/fault_proxy.py: IoT's own ThrottlingException answers, seeded). A run succeeds
+bed's fault proxy (testbed/fault_proxy.py: IoT's own ThrottlingException answers, seeded). A run succeeds
 when every module succeeded and the endpoint holds exactly one thing, one policy and one ACTIVE certificate (for the
 device's key, attached) per device, and nothing else.
 
@@ -29,10 +29,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from testbed.aws_endpoint import LocalAwsEndpoint  # noqa: E402
+from testbed.fault_proxy import FaultPlan, FaultProxy  # noqa: E402
 from tests.integration.test_iot_device_identity_interrupted import make_csr, public_key  # noqa: E402
 from tests.roles.playbook_json import playbook_aws_client_config, run_module_process  # noqa: E402
-from tests.testbed.aws_endpoint import LocalAwsEndpoint  # noqa: E402
-from tests.testbed.fault_proxy import FaultPlan, FaultProxy  # noqa: E402
 
 FORKS = 5
 

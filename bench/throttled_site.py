@@ -2,7 +2,7 @@
 
 For each fleet size and each rate: a fresh local AWS endpoint and a fresh bed of simulated devices (the demo
 inventory's generations: edge-03 is V2, the others V1 up to edge-02, V2 beyond), and the fault proxy between
-the controller and the endpoint (tests/testbed/fault_proxy.py: each service's own throttling error for the given
+the controller and the endpoint (testbed/fault_proxy.py: each service's own throttling error for the given
 share of requests, plus ``--errors`` of internal errors, seeded). site.yml runs once, exactly as scripts/demo.sh
 runs it, with the playbooks' own client settings. Measured per run:
 
@@ -34,28 +34,18 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.e2e.fleet import SITE_PLAYBOOK, aws_clients, aws_inventory, build_artefacts, load_average, run_site  # noqa: E402
-from tests.testbed.aws_endpoint import LocalAwsEndpoint  # noqa: E402
-from tests.testbed.edge_devices import EdgeDeviceBed, build_image  # noqa: E402
-from tests.testbed.fault_proxy import FaultPlan, FaultProxy  # noqa: E402
-
-
-def resource_counts(inventory: dict) -> dict[str, int]:
-    """How many of each resource site.yml makes the endpoint holds (aws_inventory's record, counted)."""
-    return {
-        "things": len(inventory["things"]),
-        "active_certificates": sum(status == "ACTIVE" for status in inventory["certificates"].values()),
-        "certificates": len(inventory["certificates"]),
-        "policies": len(inventory["policies"]),
-        "v1_groups": len(inventory["groups"]),
-        "v1_group_versions": sum(group["versions"] for group in inventory["groups"].values()),
-        "v1_deployments": sum(len(group["deployments"]) for group in inventory["groups"].values()),
-        **{f"v1_{kind}_definitions": count for kind, count in inventory["definitions"].items()},
-        "lambda_versions": sum(len(f["published_versions"]) for f in inventory["functions"].values()),
-        "component_versions": sum(len(versions) for versions in inventory["components"].values()),
-        "v2_deployments": len(inventory["v2_deployments"]),
-        "s3_objects": len(inventory["objects"]),
-    }
+from testbed.aws_endpoint import LocalAwsEndpoint  # noqa: E402
+from testbed.edge_devices import EdgeDeviceBed, build_image  # noqa: E402
+from testbed.fault_proxy import FaultPlan, FaultProxy  # noqa: E402
+from tests.e2e.fleet import (  # noqa: E402
+    SITE_PLAYBOOK,
+    aws_clients,
+    aws_inventory,
+    build_artefacts,
+    load_average,
+    resource_counts,
+    run_site,
+)
 
 
 def one_run(size: int, rate: float, errors: float, seed: int, extra_vars_file: Path, workdir: Path, timeout: float):

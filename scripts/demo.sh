@@ -31,8 +31,8 @@ mkdir -p "$STATE" "$OUT"
 
 step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 teardown() {
-  python -m tests.testbed.edge_devices down --bed "$BED" >/dev/null 2>&1 || true
-  python -m tests.testbed.aws_endpoint stop --state-dir "$STATE" >/dev/null 2>&1 || true
+  python -m testbed.edge_devices down --bed "$BED" >/dev/null 2>&1 || true
+  python -m testbed.aws_endpoint stop --state-dir "$STATE" >/dev/null 2>&1 || true
 }
 # A previous run killed half-way (or left running with --keep) must not break this one.
 teardown
@@ -40,17 +40,17 @@ if $DOWN; then echo "demo: devices and endpoint stopped"; exit 0; fi
 $KEEP || trap teardown EXIT
 
 step "device image (cached after the first run)"
-python -m tests.testbed.edge_devices build-image
+python -m testbed.edge_devices build-image
 
 step "local AWS-compatible endpoint"
-url="$(python -m tests.testbed.aws_endpoint start --state-dir "$STATE")"
+url="$(python -m testbed.aws_endpoint start --state-dir "$STATE")"
 export AWS_ENDPOINT_URL="$url" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 echo "endpoint: $url"
 
 step "boot $DEVICES simulated edge devices"
 # --endpoints: where each device's (stand-in) Greengrass V2 nucleus finds this endpoint's IoT data plane.
-python -m tests.testbed.edge_devices up --bed "$BED" --count "$DEVICES" --prefix edge \
+python -m testbed.edge_devices up --bed "$BED" --count "$DEVICES" --prefix edge \
   --inventory "$STATE/devices.yml" --endpoints "$STATE/device_endpoints.json"
 
 step "test-bed artefacts (stand-in Greengrass core archive, small detector model)"

@@ -31,13 +31,13 @@ gate() {
 rm -rf "$HOME/.ansible/collections/ansible_collections/edgeml/greengrass"
 
 # A test run killed half-way may have left devices behind: clean those beds before starting.
-python -m tests.testbed.edge_devices down --stale >/dev/null 2>&1 || true
+python -m testbed.edge_devices down --stale >/dev/null 2>&1 || true
 
 gate "ruff check" ruff check .
 gate "ruff format" ruff format --check .
 gate "ansible-lint (production profile)" ansible-lint --offline
 gate "ansible-test sanity (plugins, no ignore files)" bash scripts/sanity.sh
-gate "simulated device image" python -m tests.testbed.edge_devices build-image
+gate "simulated device image" python -m testbed.edge_devices build-image
 # Test files run on EDGEML_TEST_WORKERS workers (2 by default; 0 runs them in this process, without workers): the tests wait on
 # devices, endpoints and subprocesses about half of the time, so two workers keep both cores busy. Files stay whole
 # (--dist loadfile): their module-scoped devices are booted once. The slowest tests are listed for the next person

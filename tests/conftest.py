@@ -8,11 +8,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.testbed.aws_endpoint import LocalAwsEndpoint
+from testbed.aws_endpoint import LocalAwsEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["tests.testbed.pytest_plugin"]
+pytest_plugins = ["testbed.pytest_plugin"]
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ def model_archive(out: Path) -> Path:
 
 def standin_core_archive() -> dict:
     built = subprocess.run(
-        [sys.executable, "-m", "tests.standins.greengrass_v1_core.build"],
+        [sys.executable, "-m", "testbed.standins.greengrass_v1_core.build"],
         cwd=REPO_ROOT,
         check=True,
         capture_output=True,
@@ -51,7 +51,7 @@ def standin_core_archive() -> dict:
 
 def standin_nucleus_archive() -> dict:
     built = subprocess.run(
-        [sys.executable, "-m", "tests.standins.greengrass_v2_nucleus.build"],
+        [sys.executable, "-m", "testbed.standins.greengrass_v2_nucleus.build"],
         cwd=REPO_ROOT,
         check=True,
         capture_output=True,

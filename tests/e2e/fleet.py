@@ -34,10 +34,10 @@ import botocore.loaders
 import numpy as np
 import yaml
 
+from testbed.aws_endpoint import LocalAwsEndpoint
 from tests.demo_artefacts import SAMPLE_BOXES
 from tests.inference.small_ssd import CLASS_LABELS, cell_box, class_probabilities
 from tests.roles.playbook_json import PlaybookRun, playbook_invocation, run_playbook
-from tests.testbed.aws_endpoint import LocalAwsEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SITE_PLAYBOOK = REPO_ROOT / "playbooks" / "site.yml"
@@ -81,11 +81,11 @@ def device_bed(
     ``suite``: the devices' Debian release (the bed's default, Debian 12, or "trixie"); ``names``: their hostnames."""
     import pytest
 
-    from tests.testbed.edge_devices import EdgeDeviceBed, build_image
+    from testbed.edge_devices import EdgeDeviceBed, build_image
 
     if os.geteuid() != 0:
         pytest.skip("simulated edge devices need root (overlay mounts, systemd-nspawn)")
-    from tests.testbed.edge_devices import SUITE
+    from testbed.edge_devices import SUITE
 
     build_image(suite=suite or SUITE)  # a no-op when the image is cached
     bed = EdgeDeviceBed(
@@ -441,6 +441,24 @@ def aws_clients(endpoint: LocalAwsEndpoint):
         region_name=env["AWS_REGION"],
     )
     return lambda service: session.client(service, endpoint_url=endpoint.url)
+
+
+def resource_counts(inventory: dict) -> dict[str, int]:
+    """How many of each resource site.yml makes the endpoint holds (aws_inventory's record, counted)."""
+    return {
+        "things": len(inventory["things"]),
+        "active_certificates": sum(status == "ACTIVE" for status in inventory["certificates"].values()),
+        "certificates": len(inventory["certificates"]),
+        "policies": len(inventory["policies"]),
+        "v1_groups": len(inventory["groups"]),
+        "v1_group_versions": sum(group["versions"] for group in inventory["groups"].values()),
+        "v1_deployments": sum(len(group["deployments"]) for group in inventory["groups"].values()),
+        **{f"v1_{kind}_definitions": count for kind, count in inventory["definitions"].items()},
+        "lambda_versions": sum(len(f["published_versions"]) for f in inventory["functions"].values()),
+        "component_versions": sum(len(versions) for versions in inventory["components"].values()),
+        "v2_deployments": len(inventory["v2_deployments"]),
+        "s3_objects": len(inventory["objects"]),
+    }
 
 
 def aws_inventory(client) -> dict:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.testbed.iot_data_plane.client import DataPlaneClient
+from testbed.iot_data_plane.client import DataPlaneClient
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """End to end on Greengrass V2: the seed's final check, through Greengrass, with device-reported status.
 
 One simulated Debian 12 device provisioned as a V2 core device by playbooks/site.yml against the local AWS
-endpoint and its data plane. Its nucleus is the stand-in (tests/standins/greengrass_v2_nucleus, test
+endpoint and its data plane. Its nucleus is the stand-in (testbed/standins/greengrass_v2_nucleus, test
 equipment): it connects to the bed's broker with the certificate the roles made, follows its deployment
 jobs, resolves the components on the Greengrass data plane, downloads their S3 artifacts with the
 token-exchange credentials, runs their lifecycles as ggc_user and relays the detector's IPC to AWS IoT Core.
@@ -36,6 +36,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed.edge_devices import DEVICE_USER
+from testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 from tests.e2e.fleet import (
     REPO_ROOT,
     SITE_PLAYBOOK,
@@ -52,8 +54,6 @@ from tests.e2e.fleet import (
 )
 from tests.e2e.greengrass_mqtt import Requester
 from tests.roles.playbook_json import kill_process_tree, without_unsafe_markers
-from tests.testbed.edge_devices import DEVICE_USER
-from tests.testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 
 pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
 

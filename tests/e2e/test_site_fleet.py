@@ -3,7 +3,7 @@
 The fleet is the demo's: inventories/local_testbed decides each device's Greengrass generation
 (edge-01 and edge-02 on V1, edge-03 a V2 core device), and the checks follow what it says.
 
-Real parts only: systemd-booted Debian 12 devices reached over SSH (tests/testbed), a fresh local
+Real parts only: systemd-booted Debian 12 devices reached over SSH (testbed), a fresh local
 AWS-compatible endpoint that records every request it gets, the demo's artefacts (stand-in core archive,
 small real MXNet model, wheelhouse). One fleet and one endpoint serve the whole module; the tests run
 in order and each reads the state the previous runs left:
@@ -37,6 +37,8 @@ import cv2
 import numpy as np
 import pytest
 
+from testbed.edge_devices import EdgeDeviceBed
+from testbed.fault_proxy import FaultPlan, FaultProxy
 from tests import execution_environment
 from tests.e2e.fleet import (
     DECOMMISSION_PLAYBOOK,
@@ -57,8 +59,6 @@ from tests.e2e.fleet import (
     run_site,
     run_site_with_runner,
 )
-from tests.testbed.edge_devices import EdgeDeviceBed
-from tests.testbed.fault_proxy import FaultPlan, FaultProxy
 
 pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.testbed.aws_endpoint import EndpointError, LocalAwsEndpoint
+from testbed.aws_endpoint import EndpointError, LocalAwsEndpoint
 
 pytestmark = pytest.mark.aws
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed.edge_devices import (
+from testbed.edge_devices import (
     STATE_ROOT,
     EdgeDeviceBed,
     Leases,
@@ -22,7 +22,7 @@ from tests.testbed.edge_devices import (
     mounts_under,
     pid_alive,
 )
-from tests.testbed.edge_devices import TestbedError as BedError
+from testbed.edge_devices import TestbedError as BedError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.devices
 def run_testbed_cli(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "EDGEML_TESTBED_ROOT": str(root)} if root else None
     return subprocess.run(
-        [sys.executable, "-m", "tests.testbed.edge_devices", *args],
+        [sys.executable, "-m", "testbed.edge_devices", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -226,7 +226,7 @@ def test_beds_of_a_killed_test_run_are_reaped_by_the_next_up(tmp_path):
     ready = tmp_path / "ready"
     owner = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from tests.testbed.edge_devices import EdgeDeviceBed; "
+         "import sys, time; from pathlib import Path; from testbed.edge_devices import EdgeDeviceBed; "
          f"EdgeDeviceBed({name!r}, count=1, tied_to_process=True).up(); Path(sys.argv[1]).touch(); time.sleep(600)",
          str(ready)],
         cwd=REPO_ROOT, start_new_session=True,
@@ -290,7 +290,7 @@ def test_build_image_names_what_is_missing(tmp_path):
     # a fresh cache forces a build; without debootstrap/systemd-nspawn on PATH it must say how to get them
     env = {**os.environ, "EDGEML_CACHE": str(tmp_path / "cache"), "PATH": str(tmp_path / "empty-bin")}
     result = subprocess.run(
-        [sys.executable, "-m", "tests.testbed.edge_devices", "build-image"],
+        [sys.executable, "-m", "testbed.edge_devices", "build-image"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 1
@@ -302,7 +302,7 @@ def test_build_image_names_what_is_missing(tmp_path):
 def test_build_image_reports_an_unreachable_mirror(tmp_path):
     env = {**os.environ, "EDGEML_CACHE": str(tmp_path / "cache")}
     result = subprocess.run(
-        [sys.executable, "-m", "tests.testbed.edge_devices", "build-image", "--mirror", "http://127.0.0.1:9/debian"],
+        [sys.executable, "-m", "testbed.edge_devices", "build-image", "--mirror", "http://127.0.0.1:9/debian"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 1
@@ -313,7 +313,7 @@ def test_build_image_reports_an_unreachable_mirror(tmp_path):
 def test_up_without_root_says_so(tmp_path):
     result = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-         sys.executable, "-m", "tests.testbed.edge_devices", "up", "--count", "1", "--bed", unique_bed("nonroot")],
+         sys.executable, "-m", "testbed.edge_devices", "up", "--count", "1", "--bed", unique_bed("nonroot")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr

@@ -6,7 +6,7 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
+from testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 
 pytestmark = pytest.mark.aws
 
@@ -23,6 +23,18 @@ def test_a_rule_takes_its_first_matches_only():
     assert plan.draw("greengrassv2", "POST", "/greengrass/v2/deployments") is None  # used up
     with pytest.raises(ValueError, match="fault must be"):
         FaultRule("drop", "POST", "/")
+
+
+def test_a_rule_can_let_its_first_matches_through_and_counts_them():
+    """``after`` picks the Nth write of a run (the kill point of bench/killed_site.py); methods are a regex."""
+    rule = FaultRule("hold", "POST|PUT|DELETE|PATCH", ".", after=2)
+    plan = FaultPlan(rules=[rule])
+    assert plan.draw("iot", "GET", "/things") is None and rule.matched == 0  # a read is not counted
+    assert plan.draw("iot", "POST", "/things/a") is None  # the first two writes pass
+    assert plan.draw("s3", "PUT", "/bucket/key") is None
+    assert plan.draw("iot", "POSTX", "/things/a") is None  # the method matched in full only
+    assert plan.draw("greengrass", "DELETE", "/greengrass/groups/g") == "hold"  # the third write
+    assert plan.draw("iot", "PATCH", "/x") is None and rule.matched == 4  # used up, still counted
 
 
 def test_greengrass_v1_and_v2_get_their_own_throttling_error(clean_aws, boto_session):

@@ -15,8 +15,8 @@ import pytest
 import requests
 import yaml
 
+from testbed.fault_proxy import FaultPlan, FaultProxy
 from tests.roles.playbook_json import without_unsafe_markers
-from tests.testbed.fault_proxy import FaultPlan, FaultProxy
 
 pytestmark = pytest.mark.aws
 

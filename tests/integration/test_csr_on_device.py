@@ -19,7 +19,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 
-from tests.testbed.aws_endpoint import aws_module_options
+from testbed.aws_endpoint import aws_module_options
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEBIAN_ROOT_CA_1 = "/usr/share/ca-certificates/mozilla/Amazon_Root_CA_1.crt"

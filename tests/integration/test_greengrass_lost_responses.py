@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import pytest
 
+from testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 from tests.roles.playbook_json import playbook_aws_client_config, run_module_process
-from tests.testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 
 pytestmark = pytest.mark.aws
 

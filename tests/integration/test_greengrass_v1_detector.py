@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
+from testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 
 pytestmark = pytest.mark.aws
 

@@ -19,8 +19,8 @@ import sys
 
 import pytest
 
+from testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 from tests.roles.playbook_json import REPO_ROOT, run_module_process
-from tests.testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 
 pytestmark = pytest.mark.aws
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 from tests.integration.test_greengrass_v1_detector import recap, run_playbook
-from tests.testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 
 pytestmark = pytest.mark.aws
 

@@ -2,7 +2,7 @@
 
 ``roles/greengrass_v2_detector/files/greengrass_v2_detector.py`` talks to the nucleus with ``awsiotsdk``'s
 ``GreengrassCoreIPCClientV2`` (event stream RPC over a Unix socket). AWS's nucleus cannot run here, so the
-nucleus's side is ``tests/standins/greengrass_ipc`` (test equipment); the client is the real ``awsiotsdk`` /
+nucleus's side is ``testbed/standins/greengrass_ipc`` (test equipment); the client is the real ``awsiotsdk`` /
 ``awscrt`` at the detector role's pins, installed from the cached wheelhouse into a folder of its own (never into
 the project's virtualenv).
 
@@ -27,12 +27,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testbed.standins.greengrass_ipc.server import GreengrassIpcStandIn
+from testbed.standins.greengrass_v2_nucleus.agent import recipes
 from tests.e2e.fleet import LOCAL_TESTBED_INVENTORY
 from tests.inference import small_ssd
 from tests.roles import wheelhouse
 from tests.roles.playbook_json import run_module_process, run_playbook
-from tests.standins.greengrass_ipc.server import GreengrassIpcStandIn
-from tests.standins.greengrass_v2_nucleus.agent import recipes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLE_DIR = REPO_ROOT / "roles" / "greengrass_v2_detector"

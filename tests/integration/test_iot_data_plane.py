@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from testbed.iot_data_plane.client import DataPlaneClient
+from testbed.iot_data_plane.policy import RequestContext, evaluate, parse_policy
 from tests.pki import private_key_pem, self_signed_certificate
 from tests.roles.playbook_json import localhost_inventory, run_playbook
-from tests.testbed.iot_data_plane.client import DataPlaneClient
-from tests.testbed.iot_data_plane.policy import RequestContext, evaluate, parse_policy
 
 pytestmark = pytest.mark.aws
 
@@ -421,7 +421,7 @@ def test_device_credentials_get_only_what_the_role_allows_and_need_a_valid_signa
 
     import botocore.exceptions
 
-    from tests.standins.greengrass_v2_nucleus.agent import recipes
+    from testbed.standins.greengrass_v2_nucleus.agent import recipes
 
     s3 = aws_client("s3")
     s3.create_bucket(Bucket="artifacts")

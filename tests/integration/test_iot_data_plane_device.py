@@ -103,7 +103,7 @@ def test_device_uses_the_credentials_the_role_installed_against_the_data_plane(
     data_plane = clean_aws.data_plane()
     (tmp_path / "bed-ca.pem").write_text(data_plane["root_ca_pem"])
     (tmp_path / "probe.py").write_text(PROBE)
-    shutil.copy(REPO_ROOT / "tests/testbed/iot_data_plane/client.py", tmp_path / "client.py")
+    shutil.copy(REPO_ROOT / "testbed/iot_data_plane/client.py", tmp_path / "client.py")
     paho_zip(tmp_path)
     probe_args = {
         "thing": host,

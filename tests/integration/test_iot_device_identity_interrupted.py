@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from testbed.fault_proxy import FaultPlan, FaultProxy
 from tests.roles.playbook_json import playbook_aws_client_config, run_module_process
-from tests.testbed.fault_proxy import FaultPlan, FaultProxy
 
 pytestmark = pytest.mark.aws
 

@@ -6,7 +6,7 @@ certificate and policy in AWS and its private key on the device. The provisionin
 role's tasks/check_inputs.yml in their pre_tasks; these tests show a host refused there with the input
 named, no request of any kind reaching AWS, and no file changed on the device.
 
-Real parts only: one systemd-booted Debian 12 device reached over SSH (tests/testbed), a fresh local AWS
+Real parts only: one systemd-booted Debian 12 device reached over SSH (testbed), a fresh local AWS
 endpoint that records every request it gets (tests/e2e/fleet.py), the repository's playbooks and roles.
 The artefacts the checks look at on the controller (core/nucleus archives) are small files made here: the
 runs stop before anything would read their content.
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from testbed.edge_devices import EdgeDeviceBed, build_image
 from tests.e2e.fleet import LOCAL_TESTBED_INVENTORY, SITE_PLAYBOOK, aws_clients, recording_endpoint
 from tests.roles.playbook_json import PlaybookRun, run_playbook
-from tests.testbed.edge_devices import EdgeDeviceBed, build_image
 
 pytestmark = [pytest.mark.devices, pytest.mark.aws]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testbed.aws_endpoint import free_port
 from tests.roles.playbook_json import REPO_ROOT, localhost_inventory, run_playbook
-from tests.testbed.aws_endpoint import free_port
 
 SITE = REPO_ROOT / "playbooks" / "site.yml"
 FLEET_CHECK = "No other host of the run has this host's thing name"

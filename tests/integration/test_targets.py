@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.testbed.aws_endpoint import aws_module_options
+from testbed.aws_endpoint import aws_module_options
 
 TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 PLAYBOOK_TIMEOUT_S = 1200

@@ -1,8 +1,8 @@
 """greengrass_v1_core on a real (simulated) edge device: wrong inputs stop it in preflight with a clear
 message and leave the device untouched; check mode on a fresh device predicts without writing.
 
-Devices are systemd-booted Debian 12 containers reached over SSH (tests/testbed); the archive is the
-stand-in core built by tests/standins/greengrass_v1_core/build.py.
+Devices are systemd-booted Debian 12 containers reached over SSH (testbed); the archive is the
+stand-in core built by testbed/standins/greengrass_v1_core/build.py.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from testbed.standins.greengrass_v1_core import build
 from tests.pki import private_key_pem, self_signed_certificate
 from tests.roles.playbook_json import run_playbook
-from tests.standins.greengrass_v1_core import build
 
 pytestmark = pytest.mark.devices
 

@@ -5,8 +5,8 @@
 - A private key that does not belong to the certificate keeps the nucleus from starting, with a clear
   message in the unit's journal; the role repairs the drift, and refuses such a key given as its input.
 
-Devices are systemd-booted Debian 12 containers reached over SSH (tests/testbed); the nucleus is the
-stand-in built by tests/standins/greengrass_v2_nucleus/build.py (test equipment, see its README).
+Devices are systemd-booted Debian 12 containers reached over SSH (testbed); the nucleus is the
+stand-in built by testbed/standins/greengrass_v2_nucleus/build.py (test equipment, see its README).
 The second test installs the distribution's Java runtime on its device (a few minutes).
 """
 
@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from testbed.standins.greengrass_v2_nucleus import build
 from tests.roles.playbook_json import run_playbook
-from tests.standins.greengrass_v2_nucleus import build
 
 pytestmark = [
     pytest.mark.devices,

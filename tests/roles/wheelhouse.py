@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.testbed.edge_devices import flocked
+from testbed.edge_devices import flocked
 
 # The role's choices for a Debian 12 device, Python 3.11, no GPU (roles/inference_runtime/vars/main.yml, through
 # the inference_runtime_requirements filter); a test keeps them equal.

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
-from tests.standins.greengrass_ipc import server as ipc
+from testbed.standins.greengrass_ipc import server as ipc
 
 SVCUID = "unit-token"
 STANDIN = Path(ipc.__file__)

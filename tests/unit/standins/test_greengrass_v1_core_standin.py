@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from testbed.standins.greengrass_v1_core import build
 from tests.pki import private_key_pem, self_signed_certificate
-from tests.standins.greengrass_v1_core import build
 
 THING_ARN = "arn:aws:iot:us-east-1:123456789012:thing/edge-core-1"
 
@@ -153,7 +153,7 @@ def test_archive_has_the_real_core_layout_owned_by_root(archive):
 
 def test_cli_prints_path_and_checksum(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "tests.standins.greengrass_v1_core.build", "--out-dir", str(tmp_path)],
+        [sys.executable, "-m", "testbed.standins.greengrass_v1_core.build", "--out-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         check=True,

@@ -1,4 +1,4 @@
-"""The stand-in nucleus's recipe rules (tests/standins/greengrass_v2_nucleus/agent/recipes.py), on the controller.
+"""The stand-in nucleus's recipe rules (testbed/standins/greengrass_v2_nucleus/agent/recipes.py), on the controller.
 
 Each case is one rule of the Greengrass V2 developer guide the stand-in follows, or one thing it must refuse by
 name instead of half-doing; the SigV4 signature of the artifact downloads is checked against botocore's signer.
@@ -15,8 +15,8 @@ import botocore.awsrequest
 import botocore.credentials
 import pytest
 
-from tests.standins.greengrass_v2_nucleus.agent import recipes
-from tests.standins.greengrass_v2_nucleus.agent.recipes import RecipeError, Unsupported
+from testbed.standins.greengrass_v2_nucleus.agent import recipes
+from testbed.standins.greengrass_v2_nucleus.agent.recipes import RecipeError, Unsupported
 
 DETECTOR_RECIPE = {
     "RecipeFormatVersion": "2020-01-25",

@@ -20,8 +20,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from testbed.standins.greengrass_v2_nucleus import build
 from tests.pki import self_signed_certificate
-from tests.standins.greengrass_v2_nucleus import build
 
 pytestmark = pytest.mark.skipif(not shutil.which("javac"), reason="needs a JDK (javac) to build the stand-in")
 
@@ -150,7 +150,7 @@ def test_build_is_reproducible_and_laid_out_like_aws_zip(archive, tmp_path):
 
 def test_json_line_names_path_checksum_and_version(tmp_path):
     done = subprocess.run(
-        ["python", "-m", "tests.standins.greengrass_v2_nucleus.build", "--out-dir", str(tmp_path)],
+        ["python", "-m", "testbed.standins.greengrass_v2_nucleus.build", "--out-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         check=True,

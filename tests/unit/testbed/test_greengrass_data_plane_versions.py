@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.testbed.iot_data_plane.greengrass_data import satisfies
+from testbed.iot_data_plane.greengrass_data import satisfies
 
 
 @pytest.mark.parametrize(

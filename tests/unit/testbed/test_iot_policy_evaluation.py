@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.testbed.iot_data_plane.policy import PolicyError, RequestContext, evaluate, parse_policy
+from testbed.iot_data_plane.policy import PolicyError, RequestContext, evaluate, parse_policy
 
 ARN = "arn:aws:iot:us-east-1:123456789012:"
 

@@ -2,7 +2,7 @@
 
 Each permission below is one the core software uses, as AWS's page lists it, made concrete for the thing
 ``core-1`` (the page's ``core-device-thing-name``); the product's policy is evaluated with the test bed's
-AWS IoT policy evaluator (tests/testbed/iot_data_plane/policy.py):
+AWS IoT policy evaluator (testbed/iot_data_plane/policy.py):
 - V2: "Minimal AWS IoT policy for AWS IoT Greengrass V2 core devices", Greengrass V2 developer guide,
   device-auth.md (awsdocs/aws-iot-greengrass-v2-developer-guide).
 - V1: "Minimal AWS IoT Policy for the AWS IoT Greengrass Core Device", Greengrass V1 developer guide,
@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot
 
-from tests.testbed.iot_data_plane.policy import RequestContext, evaluate, parse_policy
+from testbed.iot_data_plane.policy import RequestContext, evaluate, parse_policy
 
 ARN = "arn:aws:iot:us-east-1:123456789012:"
 GG = "arn:aws:greengrass:us-east-1:123456789012:"

@@ -7,10 +7,10 @@ host's network, with its own hostname, machine id, SSH host keys and an sshd
 listening only on its own loopback address 127.0.0.N. A *bed* is a named group
 of devices with one SSH key, one known_hosts file and one Ansible inventory.
 
-    python -m tests.testbed.edge_devices build-image [--suite trixie]
-    python -m tests.testbed.edge_devices up --count 2 --bed mybed --inventory /tmp/mybed.yml [--suite trixie]
-    python -m tests.testbed.edge_devices status
-    python -m tests.testbed.edge_devices down --bed mybed     # or --stale, or --all
+    python -m testbed.edge_devices build-image [--suite trixie]
+    python -m testbed.edge_devices up --count 2 --bed mybed --inventory /tmp/mybed.yml [--suite trixie]
+    python -m testbed.edge_devices status
+    python -m testbed.edge_devices down --bed mybed     # or --stale, or --all
 
 Several people and test runs use beds at the same time: bed names are unique,
 addresses are leased under a lock, and beds left by killed runs are reaped.
@@ -60,7 +60,7 @@ STATE_ROOT = Path(os.environ.get("EDGEML_TESTBED_ROOT") or DEFAULT_ROOT)
 # Addresses are one machine-wide resource: leases are always here, whatever the beds' root.
 LEASE_ROOT = DEFAULT_ROOT
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn")
-INVENTORY_HEADER = "# Written by tests/testbed/edge_devices.py for bed "
+INVENTORY_HEADER = "# Written by testbed/edge_devices.py for bed "
 DEVICE_USER = "edge"
 FIRST_HOST_OCTET = 10
 LAST_HOST_OCTET = 254
@@ -379,7 +379,7 @@ class Leases:
             raise TestbedError(
                 f"no free loopback addresses for {len(devices)} devices in 127.0.0.{FIRST_HOST_OCTET}-"
                 f"{LAST_HOST_OCTET} ({len(held)} leased, {busy} with something else listening on port 22, e.g. a "
-                "host sshd on 0.0.0.0:22); see `python -m tests.testbed.edge_devices status` and clean up with `down`"
+                "host sshd on 0.0.0.0:22); see `python -m testbed.edge_devices status` and clean up with `down`"
             )
         return granted
 
@@ -562,7 +562,7 @@ class EdgeDeviceBed:
         if not (image / COMPLETE_MARKER).exists():
             raise TestbedError(
                 f"the device image {image} is not built yet: run "
-                f"`python -m tests.testbed.edge_devices build-image --suite {self.suite}`"
+                f"`python -m testbed.edge_devices build-image --suite {self.suite}`"
             )
         reap_stale_beds(self.root)
         names = self.names or [f"{self.prefix}-{index:02d}" for index in range(1, self.count + 1)]
@@ -573,7 +573,7 @@ class EdgeDeviceBed:
             except FileExistsError:
                 raise TestbedError(
                     f"a bed named {self.name!r} already exists ({self.dir}); pick another name or remove it with "
-                    f"`python -m tests.testbed.edge_devices down --bed {self.name}`"
+                    f"`python -m testbed.edge_devices down --bed {self.name}`"
                 ) from None
             try:
                 addresses = leases.acquire(self.dir, names)
@@ -673,7 +673,7 @@ class EdgeDeviceBed:
         # bed does not need the boot-time login block, so the device never creates it.
         write_file(
             root / "etc/tmpfiles.d/systemd-nologin.conf",
-            "# edgeml test bed: no /run/nologin during boot (see tests/testbed/edge_devices.py)\n",
+            "# edgeml test bed: no /run/nologin during boot (see testbed/edge_devices.py)\n",
         )
         edge = root / "home" / DEVICE_USER
         uid, gid = edge.stat().st_uid, edge.stat().st_gid
@@ -762,7 +762,7 @@ class EdgeDeviceBed:
     def write_endpoints(self, endpoints: dict, hosts: list[str] | None = None) -> None:
         """Tell the devices' stand-in Greengrass nucleus where this bed's AWS endpoint is (its "DNS"):
         ``endpoints`` is ``LocalAwsEndpoint.device_endpoints()``, written to ``DEVICE_ENDPOINTS_FILE``
-        (tests/standins/greengrass_v2_nucleus/README.md)."""
+        (testbed/standins/greengrass_v2_nucleus/README.md)."""
         encoded = base64.b64encode(json.dumps(endpoints).encode()).decode()
         for host in hosts or list(self.hosts):
             written = self.run(
@@ -968,7 +968,7 @@ def bed_status(root: Path = STATE_ROOT) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.testbed.edge_devices", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m testbed.edge_devices", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build-image", help="build the cached Debian 12 image (a no-op when cached)")
     build.add_argument(

@@ -17,8 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.testbed.iot_data_plane import pki
-from tests.testbed.iot_data_plane.policy import Policy, PolicyError, RequestContext, evaluate, parse_policy
+from testbed.iot_data_plane import pki
+from testbed.iot_data_plane.policy import Policy, PolicyError, RequestContext, evaluate, parse_policy
 
 LOG = logging.getLogger("edgeml.testbed.iot_data_plane")
 _SUBJECT_FIELDS = {"commonName": "CommonName", "organizationName": "Organization", "countryName": "Country"}

@@ -5,7 +5,7 @@
         fleet.run("edge-01", "hostname")          # real SSH as `edge`
         subprocess.run(["ansible-playbook", "-i", fleet.inventory, ...])
 
-Enabled by `pytest_plugins = ["tests.testbed.pytest_plugin"]` in tests/conftest.py.
+Enabled by `pytest_plugins = ["testbed.pytest_plugin"]` in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from tests.testbed.edge_devices import EdgeDeviceBed, build_image
+from testbed.edge_devices import EdgeDeviceBed, build_image
 
 _counter = itertools.count(1)
 

@@ -34,7 +34,7 @@ import json
 import re
 from urllib.parse import unquote
 
-from tests.testbed.iot_data_plane.registry import LOG
+from testbed.iot_data_plane.registry import LOG
 
 GREENGRASS_HOST = re.compile(r"^greengrass-ats\.iot\.([a-z0-9-]+)\.amazonaws\.com$")
 RESOLVE_PATH = re.compile(r"^/greengrass/v2/resolveComponentCandidates$")

@@ -18,7 +18,7 @@ Anything else is refused with a message naming what is not implemented (an ``aws
 for another operation, ``aws.greengrass#InvalidArgumentsError`` for a request field it does not handle, a
 PROTOCOL_ERROR for a message out of protocol) and listed under ``refused`` in its state, so a test can see it.
 Given ``authorize`` and ``relay`` (the stand-in nucleus's deployment agent does,
-``tests/standins/greengrass_v2_nucleus/agent``), it serves several components: each CONNECTs with its own
+``testbed/standins/greengrass_v2_nucleus/agent``), it serves several components: each CONNECTs with its own
 SVCUID, an operation outside the component's ``accessControl`` is refused with ``UnauthorizedError``, and
 publishes and subscriptions go to AWS IoT Core over the nucleus's MQTT connection (messages come back through
 ``inject``). Without them (the unit and integration tests of the detector's IPC calls) it records publishes

@@ -1,7 +1,7 @@
 """A minimal AWS IoT Greengrass V2 (``greengrassv2``) control plane inside the test bed's moto server.
 
 Test equipment, not product code: moto 5.2.x has no ``greengrassv2``. ``install()`` (called by
-``tests/testbed/moto_server_with_fixes.py`` before the server starts) adds the REST routes botocore
+``testbed/moto_server_with_fixes.py`` before the server starts) adds the REST routes botocore
 uses for Greengrass V2 (``botocore/data/greengrassv2/2020-11-30/service-2.json``) to moto's
 ``greengrass`` app. V1 and V2 share the signing name ``greengrass``, so moto hands both to the same
 Flask app; every V2 path starts with ``/greengrass/v2/`` and no V1 route does, so they cannot

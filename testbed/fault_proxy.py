@@ -85,21 +85,25 @@ class Injected:
 
 @dataclass
 class FaultRule:
-    """The first ``times`` requests matching ``method`` and the ``path`` regex (searched in the path without its
-    query string) get ``fault``."""
+    """After the first ``after`` requests matching ``method`` (a regex matched in full: "POST", or
+    "POST|PUT|DELETE|PATCH") and the ``path`` regex (searched in the path without its query string), which pass
+    untouched, the next ``times`` ones get ``fault``. ``matched`` counts every matching request."""
 
     fault: str
     method: str
     path: str
     times: int = 1
+    after: int = 0
+    matched: int = 0
 
     def __post_init__(self):
         if self.fault not in ("throttle", "error", "lost", "reject", "hold"):
             raise ValueError(f"fault must be throttle, error, lost, reject or hold, not {self.fault!r}")
+        self._method = re.compile(self.method)
         self._path = re.compile(self.path)
 
     def matches(self, method: str, path: str) -> bool:
-        return self.times > 0 and method == self.method and bool(self._path.search(path.split("?", 1)[0]))
+        return bool(self._method.fullmatch(method)) and bool(self._path.search(path.split("?", 1)[0]))
 
 
 @dataclass
@@ -125,8 +129,10 @@ class FaultPlan:
         with self._lock:
             for rule in self.rules:
                 if rule.matches(method, path):
-                    rule.times -= 1
-                    return rule.fault
+                    rule.matched += 1
+                    if rule.matched > rule.after and rule.times > 0:
+                        rule.times -= 1
+                        return rule.fault
             roll = self._random.random()
         if roll < self.throttle:
             return "throttle"

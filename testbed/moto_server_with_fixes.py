@@ -63,9 +63,9 @@ Test-bed control - the device side of a Greengrass V1 deployment:
 Emulation - Greengrass V2 (``greengrassv2``), which moto 5.2.x lacks:
     routes under ``/greengrass/v2/`` plus two test-bed controls, mounted by
     ``apply_greengrassv2_emulation``; what is and is not emulated is written at the
-    top of ``tests/testbed/greengrassv2_emulation.py``.
+    top of ``testbed/greengrassv2_emulation.py``.
 
-Data plane - AWS IoT Core's MQTT broker (``--mqtt-port``): ``tests/testbed/iot_data_plane/``
+Data plane - AWS IoT Core's MQTT broker (``--mqtt-port``): ``testbed/iot_data_plane/``
     runs in this process on its own thread and reads the same registry. Its address and the root
     CA its clients trust:
 
@@ -94,7 +94,7 @@ Known gap, not fixed - IoT DeleteThing (moto 5.2.x):
     groups (RemoveThingFromThingGroup) before deleting it (iot_device_identity, state=absent), which is right
     either way.
 
-Usage: python -m tests.testbed.moto_server_with_fixes --host 127.0.0.1 --port PORT
+Usage: python -m testbed.moto_server_with_fixes --host 127.0.0.1 --port PORT
            [--mqtt-port PORT [--credentials-port PORT]]
 """
 
@@ -106,7 +106,7 @@ import json
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.testbed.iot_data_plane import pki
+from testbed.iot_data_plane import pki
 
 
 def issue_certificate_for_csr(csr_pem: str) -> str:
@@ -276,7 +276,7 @@ def apply_greengrass_fixes() -> None:
 
 
 def apply_greengrassv2_emulation() -> None:
-    from tests.testbed.greengrassv2_emulation import install
+    from testbed.greengrassv2_emulation import install
 
     install()
 
@@ -466,12 +466,12 @@ def start_data_plane(host: str, mqtt_port: int, credentials_port: int | None) ->
 
     from moto.moto_api._internal import urls as moto_api_urls
 
-    from tests.testbed import greengrassv2_emulation
-    from tests.testbed.iot_data_plane import credentials, greengrass_data
-    from tests.testbed.iot_data_plane.broker import MqttDataPlane
-    from tests.testbed.iot_data_plane.https import HttpsDataPlane
-    from tests.testbed.iot_data_plane.jobs import JobsService
-    from tests.testbed.iot_data_plane.registry import LOG, IotRegistry
+    from testbed import greengrassv2_emulation
+    from testbed.iot_data_plane import credentials, greengrass_data
+    from testbed.iot_data_plane.broker import MqttDataPlane
+    from testbed.iot_data_plane.https import HttpsDataPlane
+    from testbed.iot_data_plane.jobs import JobsService
+    from testbed.iot_data_plane.registry import LOG, IotRegistry
 
     # Every refusal (and why) goes to the endpoint's log, where a failing test's reader looks.
     LOG.setLevel(logging.INFO)
@@ -521,7 +521,7 @@ def apply_device_credential_authorization() -> None:
 
     from moto.core.authorization import ActionAuthenticatorMixin
 
-    from tests.testbed.iot_data_plane.credentials import ISSUED_ACCESS_KEYS
+    from testbed.iot_data_plane.credentials import ISSUED_ACCESS_KEYS
 
     original = ActionAuthenticatorMixin._authenticate_and_authorize_action
     credential = re.compile(r"Credential=([A-Z0-9]+)/")

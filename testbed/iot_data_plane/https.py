@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.testbed.iot_data_plane.registry import LOG, IotRegistry
+from testbed.iot_data_plane.registry import LOG, IotRegistry
 
 Route = tuple[re.Pattern, str, re.Pattern, Callable]  # host, method, path, handler(principal, match, headers, body)
 

@@ -29,7 +29,7 @@ import json
 import re
 from urllib.parse import unquote
 
-from tests.testbed.iot_data_plane.registry import LOG, IotRegistry
+from testbed.iot_data_plane.registry import LOG, IotRegistry
 
 # Access key IDs this credential provider issued: the endpoint authorizes their requests with IAM
 # (moto_server_with_fixes.py, fix 3), as AWS authorizes a device's token-exchange credentials.

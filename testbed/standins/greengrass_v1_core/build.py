@@ -1,6 +1,6 @@
 """Build the stand-in Greengrass V1 core archive, byte for byte the same on every run.
 
-    python -m tests.standins.greengrass_v1_core.build [--out-dir DIR]
+    python -m testbed.standins.greengrass_v1_core.build [--out-dir DIR]
 
 writes greengrass-standin-<first 12 of sha256>.tar.gz into DIR (default ${EDGEML_CACHE:-~/.cache/edgeml}/standins)
 and prints one JSON line: {"path": ..., "sha256": ..., "version": ...}. Tests hand that path and
@@ -20,7 +20,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from tests.standins._cache import write_named_by_content
+from testbed.standins._cache import write_named_by_content
 
 TREE = Path(__file__).resolve().parent / "tree"
 # 2020-01-01T00:00:00Z, about when Greengrass 1.11 shipped; any constant will do.

@@ -3,12 +3,12 @@
 Started on a free port, reached by boto3 and by this collection's modules only
 through the standard ``AWS_ENDPOINT_URL`` / ``endpoint_url`` option with dummy
 credentials, and stopped afterwards. The same process serves AWS IoT Core's MQTT
-broker (TLS, device certificates, policy evaluation; tests/testbed/iot_data_plane/)
+broker (TLS, device certificates, policy evaluation; testbed/iot_data_plane/)
 on a second free port: ``LocalAwsEndpoint.data_plane()`` says where, and which root
 CA its clients trust.
 
-    python -m tests.testbed.aws_endpoint start --state-dir DIR   # prints the URL
-    python -m tests.testbed.aws_endpoint stop --state-dir DIR
+    python -m testbed.aws_endpoint start --state-dir DIR   # prints the URL
+    python -m testbed.aws_endpoint stop --state-dir DIR
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto accepts any value
@@ -113,7 +113,7 @@ class LocalAwsEndpoint:
             raise EndpointError(
                 f"port {self.port} on {self.host} is already in use; pick another port or leave it out "
                 "to get a free one (a leftover endpoint from a killed run can be stopped with "
-                "`python -m tests.testbed.aws_endpoint stop --state-dir DIR`)"
+                "`python -m testbed.aws_endpoint stop --state-dir DIR`)"
             )
         if self.mqtt_port is None:
             self.mqtt_port = free_port(self.host)
@@ -123,7 +123,7 @@ class LocalAwsEndpoint:
             [
                 sys.executable,
                 "-m",
-                "tests.testbed.moto_server_with_fixes",
+                "testbed.moto_server_with_fixes",
                 "--host",
                 self.host,
                 "--port",
@@ -158,7 +158,7 @@ class LocalAwsEndpoint:
 
     def device_endpoints(self) -> dict:
         """What a simulated device's stand-in nucleus reads from /etc/edgeml-testbed/endpoints.json
-        (tests/standins/greengrass_v2_nucleus/agent): where the AWS host names it is configured with are served
+        (testbed/standins/greengrass_v2_nucleus/agent): where the AWS host names it is configured with are served
         in this bed (the MQTT broker; one HTTPS port for the credential provider and the Greengrass data plane;
         S3 at the endpoint itself) and the CA their certificates chain to. The devices share the host's network,
         so the loopback addresses reach the bed."""

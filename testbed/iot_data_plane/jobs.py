@@ -39,7 +39,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from tests.testbed.iot_data_plane.registry import LOG
+from testbed.iot_data_plane.registry import LOG
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED", "CANCELED", "TIMED_OUT", "REMOVED")
 DEVICE_SETTABLE = ("IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED")

@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 try:  # on the device the IPC stand-in is a module beside this one (lib/agent/)
     from greengrass_ipc_server import topic_matches
 except ImportError:  # on the controller (unit tests)
-    from tests.standins.greengrass_ipc.server import topic_matches
+    from testbed.standins.greengrass_ipc.server import topic_matches
 
 
 class Unsupported(Exception):

@@ -29,7 +29,7 @@ Emulated:
 - Reserved topics: clients may publish and subscribe under ``$aws/`` (reserved-topics.md), under the
   same policy checks; any other topic starting with ``$`` is refused like an unauthorized publish.
 - Policies: the union of every policy attached to the certificate, evaluated by
-  ``tests/testbed/iot_data_plane/policy.py`` (whose docstring lists its rules). A policy the evaluator
+  ``testbed/iot_data_plane/policy.py`` (whose docstring lists its rules). A policy the evaluator
   refuses (malformed, or using what it does not emulate) denies the operation and is logged, never
   allows.
 
@@ -65,8 +65,8 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import format_client_message
 
-from tests.testbed.iot_data_plane import pki
-from tests.testbed.iot_data_plane.registry import LOG, IotRegistry
+from testbed.iot_data_plane import pki
+from testbed.iot_data_plane.registry import LOG, IotRegistry
 
 _ATS_HOST = re.compile(r"^[a-z0-9]+-ats\.iot\.([a-z0-9-]+)\.amazonaws\.com$")
 

@@ -1,6 +1,6 @@
 """Build the stand-in Greengrass V2 nucleus archive, byte for byte the same on every run.
 
-    python -m tests.standins.greengrass_v2_nucleus.build [--out-dir DIR]
+    python -m testbed.standins.greengrass_v2_nucleus.build [--out-dir DIR]
 
 compiles src/StandinNucleus.java (javac --release 11, so every supported distribution's
 default-jre-headless runs it) into lib/Greengrass.jar, lays it out like AWS's
@@ -24,10 +24,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from tests.standins._cache import write_named_by_content
+from testbed.standins._cache import write_named_by_content
 
 HERE = Path(__file__).resolve().parent
-TESTS = HERE.parents[1]
+TESTBED = HERE.parents[1]
 SOURCE = HERE / "src" / "StandinNucleus.java"
 TREE = HERE / "tree"
 MAIN_CLASS = "StandinNucleus"
@@ -110,8 +110,8 @@ def agent_files() -> dict[str, tuple[bytes, int]]:
     sources = {
         "nucleus_agent.py": HERE / "agent" / "nucleus_agent.py",
         "recipes.py": HERE / "agent" / "recipes.py",
-        "greengrass_ipc_server.py": TESTS / "standins" / "greengrass_ipc" / "server.py",
-        "client.py": TESTS / "testbed" / "iot_data_plane" / "client.py",
+        "greengrass_ipc_server.py": TESTBED / "standins" / "greengrass_ipc" / "server.py",
+        "client.py": TESTBED / "iot_data_plane" / "client.py",
     }
     files = {f"lib/agent/{name}": (path.read_bytes(), 0o644) for name, path in sources.items()}
     package = Path(paho.__file__).resolve().parent
