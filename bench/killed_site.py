@@ -37,15 +37,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from testbed.aws_endpoint import LocalAwsEndpoint  # noqa: E402
-from testbed.edge_devices import EdgeDeviceBed, build_image  # noqa: E402
+from testbed.edge_devices import EdgeDeviceBed  # noqa: E402
 from testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule  # noqa: E402
 from tests.e2e.fleet import (  # noqa: E402
     SITE_PLAYBOOK,
     aws_clients,
     aws_inventory,
-    build_artefacts,
     resource_counts,
     run_site,
+    site_extra_vars_file,
     start_site,
 )
 from tests.roles.playbook_json import kill_process_tree  # noqa: E402
@@ -117,11 +117,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-killed-site-"))
     os.environ["ANSIBLE_LOCAL_TEMP"] = str(workdir / "ansible-local-tmp")
     try:
-        build_image()
-        artefacts = build_artefacts(workdir / "artefacts")
-        artefacts["greengrass_v1_detector_package_path"] = str(workdir / "package" / "edgeml-object-detector.zip")
-        extra_vars_file = workdir / "artefacts.json"
-        extra_vars_file.write_text(json.dumps(artefacts, indent=2) + "\n")
+        extra_vars_file = site_extra_vars_file(workdir)
 
         print(f"  clean run, {args.devices} device(s)...", flush=True)
         clean = fleet_run(args.devices, extra_vars_file, workdir / "clean", None, args.timeout)

@@ -41,13 +41,13 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
 
 from cpu_accounting import CpuAccounting  # noqa: E402
 
-from testbed.edge_devices import EdgeDeviceBed, build_image  # noqa: E402
+from testbed.edge_devices import EdgeDeviceBed  # noqa: E402
 from tests.e2e.fleet import (  # noqa: E402
     SITE_PLAYBOOK,
-    build_artefacts,
     load_average,
     recording_endpoint,
     run_site,
+    site_extra_vars_file,
 )
 
 
@@ -127,12 +127,7 @@ def main() -> int:
     accounting.assign("controller", os.getpid())
     try:
         # Cached parts first, outside any timing: the device image, wheelhouse, stand-in core, model.
-        build_image()
-        artefacts = build_artefacts(workdir / "artefacts")
-        # This run's Lambda package apart from the demo's cached one.
-        artefacts["greengrass_v1_detector_package_path"] = str(workdir / "package" / "edgeml-object-detector.zip")
-        extra_vars_file = workdir / "artefacts.json"
-        extra_vars_file.write_text(json.dumps(artefacts, indent=2) + "\n")
+        extra_vars_file = site_extra_vars_file(workdir)
         print(
             f"site.yml fleet provisioning, Greengrass generation {args.generation}; ansible forks = 16 "
             f"(ansible.cfg); {os.cpu_count()} CPUs",

@@ -35,6 +35,7 @@ import numpy as np
 import yaml
 
 from testbed.aws_endpoint import LocalAwsEndpoint
+from testbed.edge_devices import build_image
 from tests.demo_artefacts import SAMPLE_BOXES
 from tests.inference.small_ssd import CLASS_LABELS, cell_box, class_probabilities
 from tests.roles.playbook_json import PlaybookRun, playbook_invocation, run_playbook
@@ -101,6 +102,17 @@ def device_bed(
 
 
 # --------------------------------------------------------------------------- artefacts and runs
+
+
+def site_extra_vars_file(workdir: Path) -> Path:
+    """For a bench's site.yml runs: the device image and the demo's artefacts built (cached) before any timing, with
+    this run's Lambda package apart from the demo's cached one, written as ``workdir/artefacts.json``."""
+    build_image()
+    artefacts = build_artefacts(workdir / "artefacts")
+    artefacts["greengrass_v1_detector_package_path"] = str(workdir / "package" / "edgeml-object-detector.zip")
+    path = workdir / "artefacts.json"
+    path.write_text(json.dumps(artefacts, indent=2) + "\n")
+    return path
 
 
 def build_artefacts(out: Path, timeout: float = 900) -> dict:
