@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -29,3 +31,13 @@ def write_named_by_content(data: bytes, out_dir: Path | None, prefix: str, suffi
         os.chmod(tmp.name, 0o644)
         os.replace(tmp.name, target)
     return target, digest
+
+
+def build_command(doc: str, build, argv: list[str] | None = None) -> int:
+    """Every stand-in's command line: ``build.py [--out-dir DIR]`` builds its archive and prints its path, sha256 and
+    version as JSON."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out-dir", type=Path, default=None, help="where to write the archive")
+    args = parser.parse_args(argv)
+    print(json.dumps(build(args.out_dir)))
+    return 0

@@ -11,16 +11,14 @@ name or time, so the checksum only changes when the stand-in's source does.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import io
-import json
 import os
 import sys
 import tarfile
 from pathlib import Path
 
-from testbed.standins._cache import write_named_by_content
+from testbed.standins._cache import build_command, write_named_by_content
 
 TREE = Path(__file__).resolve().parent / "tree"
 # 2020-01-01T00:00:00Z, about when Greengrass 1.11 shipped; any constant will do.
@@ -72,11 +70,7 @@ def build(out_dir: Path | None = None) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", type=Path, default=None, help="where to write the archive")
-    args = parser.parse_args(argv)
-    print(json.dumps(build(args.out_dir)))
-    return 0
+    return build_command(__doc__, build, argv)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,7 @@ changes when the stand-in's source (or the JDK's javac output) does.
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +22,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from testbed.standins._cache import write_named_by_content
+from testbed.standins._cache import build_command, write_named_by_content
 
 HERE = Path(__file__).resolve().parent
 TESTBED = HERE.parents[1]
@@ -142,11 +140,7 @@ def build(out_dir: Path | None = None) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", type=Path, default=None, help="where to write the archive")
-    args = parser.parse_args(argv)
-    print(json.dumps(build(args.out_dir)))
-    return 0
+    return build_command(__doc__, build, argv)
 
 
 if __name__ == "__main__":
