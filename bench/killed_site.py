@@ -26,10 +26,7 @@ import argparse
 import json
 import os
 import random
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +40,7 @@ from tests.e2e.fleet import (  # noqa: E402
     SITE_PLAYBOOK,
     aws_clients,
     aws_inventory,
+    bench_workdir,
     resource_counts,
     run_site,
     site_extra_vars_file,
@@ -110,13 +108,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.devices < 1 or args.points < 1:
         parser.error("--devices and --points must be at least 1")
-    if os.geteuid() != 0:
-        sys.exit("killed_site: simulated devices need root (overlay mounts, systemd-nspawn)")
-
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    workdir = Path(tempfile.mkdtemp(prefix="bench-killed-site-"))
-    os.environ["ANSIBLE_LOCAL_TEMP"] = str(workdir / "ansible-local-tmp")
-    try:
+    with bench_workdir("killed_site", args.keep) as workdir:
         extra_vars_file = site_extra_vars_file(workdir)
 
         print(f"  clean run, {args.devices} device(s)...", flush=True)
@@ -132,11 +124,6 @@ def main() -> int:
             row = fleet_run(args.devices, extra_vars_file, workdir / f"killed-{point}", point, args.timeout)
             rows.append(row)
             print(f"  {json.dumps(row)}", flush=True)
-    finally:
-        if args.keep:
-            print(f"work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
     print()
     print(f"clean run: {clean['seconds']:.1f} s, {clean['writes']} write requests, counts {clean['counts']}")

@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +38,7 @@ from tests.e2e.fleet import (  # noqa: E402
     SITE_PLAYBOOK,
     aws_clients,
     aws_inventory,
+    bench_workdir,
     load_average,
     resource_counts,
     run_site,
@@ -90,13 +88,7 @@ def main() -> int:
         parser.error("--devices and --throttle take comma-separated numbers, e.g. --devices 3,8 --throttle 0.3")
     if min(sizes) < 1 or not all(0 <= rate < 1 for rate in rates) or not 0 <= args.errors < 1:
         parser.error("sizes must be at least 1, and --throttle/--errors shares in [0, 1)")
-    if os.geteuid() != 0:
-        sys.exit("throttled_site: simulated devices need root (overlay mounts, systemd-nspawn)")
-
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    workdir = Path(tempfile.mkdtemp(prefix="bench-throttled-site-"))
-    os.environ["ANSIBLE_LOCAL_TEMP"] = str(workdir / "ansible-local-tmp")
-    try:
+    with bench_workdir("throttled_site", args.keep) as workdir:
         extra_vars_file = site_extra_vars_file(workdir)
         rows = []
         for size in sizes:
@@ -109,11 +101,6 @@ def main() -> int:
                 row["bench_s"] = time.monotonic() - started
                 rows.append(row)
                 print(f"  {json.dumps(row)}", flush=True)
-    finally:
-        if args.keep:
-            print(f"work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
     print()
     print(

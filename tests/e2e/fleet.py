@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,24 @@ def device_bed(
 
 
 # --------------------------------------------------------------------------- artefacts and runs
+
+
+@contextlib.contextmanager
+def bench_workdir(name: str, keep: bool = False) -> Iterator[Path]:
+    """A site.yml bench's work dir, removed afterwards unless ``keep``. Exits unless root (simulated devices need it);
+    SIGTERM unwinds like Ctrl-C, so a killed bench still stops its endpoints and devices."""
+    if os.geteuid() != 0:
+        sys.exit(f"{name}: simulated devices need root (overlay mounts, systemd-nspawn)")
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name.replace('_', '-')}-"))
+    os.environ["ANSIBLE_LOCAL_TEMP"] = str(workdir / "ansible-local-tmp")
+    try:
+        yield workdir
+    finally:
+        if keep:
+            print(f"work dir kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def site_extra_vars_file(workdir: Path) -> Path:
