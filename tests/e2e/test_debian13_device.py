@@ -33,8 +33,6 @@ from tests.e2e.fleet import (
     device_bed,
     expected_detections,
     host_vars_inventory,
-    kept_on_failure,
-    recording_endpoint,
     run_site,
 )
 from tests.e2e.greengrass_mqtt import Requester
@@ -50,18 +48,6 @@ DROPPED = "deb12-01"
 DROP_MARK = "greengrass/v2"
 DETECTOR_COMPONENT = "com.edgeml.ObjectDetector"
 THING_GROUP = "edgeml-demo-detectors"  # greengrass_v2_detector_thing_group in the demo inventory
-
-
-@pytest.fixture(scope="module")
-def workdir(request) -> Path:
-    with kept_on_failure(request, "edgeml-e2e-deb13-") as path:
-        yield path
-
-
-@pytest.fixture(scope="module")
-def endpoint(workdir):
-    with recording_endpoint(workdir / "aws") as (aws, _requests):
-        yield aws
 
 
 @pytest.fixture(scope="module")

@@ -47,8 +47,6 @@ from tests.e2e.fleet import (
     device_bed,
     expected_detections,
     host_vars_inventory,
-    kept_on_failure,
-    recording_endpoint,
     run_site,
     start_site,
 )
@@ -63,18 +61,6 @@ DETECTOR, MODEL = "com.edgeml.ObjectDetector", "com.edgeml.SsdModel"  # the role
 INPUT_TOPIC, OUTPUT_TOPIC = "blog/infer/input", "blog/infer/output"
 DEVICE_IMAGE_DIR = "/var/lib/edgeml-itest"
 AGENT_STATE = "/greengrass/v2/standin/deployment.json"
-
-
-@pytest.fixture(scope="module")
-def workdir(request) -> Path:
-    with kept_on_failure(request, "edgeml-e2e-gg2-") as path:
-        yield path
-
-
-@pytest.fixture(scope="module")
-def endpoint(workdir):
-    with recording_endpoint(workdir / "aws") as (aws, _requests):
-        yield aws
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,6 @@ from tests.e2e.fleet import (
     aws_clients,
     build_artefacts,
     device_bed,
-    kept_on_failure,
-    recording_endpoint,
     run_site,
 )
 
@@ -46,18 +44,6 @@ def control(endpoint_url: str, path: str, body: dict) -> None:
     )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local test endpoint
         assert response.status in (200, 201)
-
-
-@pytest.fixture(scope="module")
-def workdir(request) -> Path:
-    with kept_on_failure(request, "edgeml-e2e-migration-") as path:
-        yield path
-
-
-@pytest.fixture(scope="module")
-def endpoint(workdir):
-    with recording_endpoint(workdir / "aws") as (aws, _requests):
-        yield aws
 
 
 @pytest.fixture(scope="module")

@@ -53,9 +53,7 @@ from tests.e2e.fleet import (
     expected_detections,
     host_vars_inventory,
     inventory_generation,
-    kept_on_failure,
     load_average,
-    recording_endpoint,
     run_site,
     run_site_with_runner,
 )
@@ -85,15 +83,9 @@ ROLE_START = "Validating arguments against arg spec 'main'"
 
 
 @pytest.fixture(scope="module")
-def workdir(request) -> Path:
-    with kept_on_failure(request, "edgeml-e2e-site-fleet-") as path:
-        yield path
-
-
-@pytest.fixture(scope="module")
-def endpoint(workdir):
-    with recording_endpoint(workdir / "aws") as (aws, requests):
-        yield aws, requests
+def endpoint(recorded_endpoint):
+    # Here the endpoint comes with its request log: the runs' AWS calls are counted.
+    return recorded_endpoint
 
 
 @pytest.fixture(scope="module")
