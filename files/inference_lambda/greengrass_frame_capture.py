@@ -26,35 +26,19 @@ import threading
 import time
 from typing import Any, Dict, Mapping, Optional
 
-from object_detector import DEFAULT_OUTPUT_TOPIC, DetectorConfig, ObjectDetector, Publisher
+from object_detector import DEFAULT_OUTPUT_TOPIC, CorePublisher, DetectorConfig, ObjectDetector, Publisher
 from video_pipeline import CaptureSettings, SettingsError, VideoPipeline
 
 LOG = logging.getLogger(__name__)
 
-_publisher = None  # type: Optional[Publisher]
+_publish = CorePublisher()
 _pipeline = None  # type: Optional[VideoPipeline]
 _thread = None  # type: Optional[threading.Thread]
 
 
 def set_publisher(publish: Optional[Publisher]) -> None:
     """Send messages through ``publish(topic, payload_bytes)``; None goes back to greengrasssdk."""
-    global _publisher
-    _publisher = publish
-
-
-def _publish(topic: str, payload: bytes) -> None:
-    global _publisher
-    if _publisher is None:
-        # Only a running Greengrass V1 core provides what the iot-data client needs (greengrass_common).
-        import greengrasssdk
-
-        client = greengrasssdk.client("iot-data")
-
-        def publish_on_core(topic: str, payload: bytes) -> None:
-            client.publish(topic=topic, payload=payload)
-
-        _publisher = publish_on_core
-    _publisher(topic, payload)
+    _publish.set(publish)
 
 
 def start(environ: Optional[Mapping[str, str]] = None) -> Optional[VideoPipeline]:

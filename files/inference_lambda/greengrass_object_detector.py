@@ -22,39 +22,23 @@ import logging
 import os
 from typing import Any, Dict, Optional
 
-from object_detector import InferenceService, Publisher
+from object_detector import CorePublisher, InferenceService, Publisher
 
 LOG = logging.getLogger(__name__)
 
-_publisher = None  # type: Optional[Publisher]
+_publish = CorePublisher()
 _service = None  # type: Optional[InferenceService]
 
 
 def set_publisher(publish: Optional[Publisher]) -> None:
     """Send messages through ``publish(topic, payload_bytes)``; None goes back to greengrasssdk."""
-    global _publisher
-    _publisher = publish
+    _publish.set(publish)
 
 
 def reset() -> None:
     """Forget the loaded model and settings, so the next event reads the environment again."""
     global _service
     _service = None
-
-
-def _publish(topic: str, payload: bytes) -> None:
-    global _publisher
-    if _publisher is None:
-        # Only a running Greengrass V1 core provides what the iot-data client needs (greengrass_common).
-        import greengrasssdk
-
-        client = greengrasssdk.client("iot-data")
-
-        def publish_on_core(topic: str, payload: bytes) -> None:
-            client.publish(topic=topic, payload=payload)
-
-        _publisher = publish_on_core
-    _publisher(topic, payload)
 
 
 def service() -> InferenceService:

@@ -104,6 +104,30 @@ ONNX_DETECTION_METADATA = "edgeml.multibox_detection"
 Publisher = Callable[[str, bytes], Any]
 
 
+class CorePublisher:
+    """A Lambda's way out: ``publish(topic, payload_bytes)`` when one was set (tests, other hosts), else a Greengrass
+    V1 core's iot-data client, made on first use (greengrasssdk works only inside a running V1 core)."""
+
+    def __init__(self) -> None:
+        self._publish = None  # type: Optional[Publisher]
+
+    def set(self, publish: Optional[Publisher]) -> None:
+        """Send messages through ``publish``; None goes back to greengrasssdk."""
+        self._publish = publish
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        if self._publish is None:
+            import greengrasssdk
+
+            client = greengrasssdk.client("iot-data")
+
+            def publish_on_core(topic: str, payload: bytes) -> None:
+                client.publish(topic=topic, payload=payload)
+
+            self._publish = publish_on_core
+        self._publish(topic, payload)
+
+
 class DetectorError(Exception):
     """A problem with one event, the configuration or the model, reported on the output topic."""
 
