@@ -1017,3 +1017,19 @@ def install() -> None:
         gg_urls.url_paths[path] = handle
     moto_api_urls.url_paths["{0}/moto-api/static/greengrassv2/core-device"] = control_core_device
     moto_api_urls.url_paths["{0}/moto-api/static/greengrassv2/deployment-report"] = control_deployment_report
+
+
+def control(endpoint_url: str, path: str, body: dict) -> None:
+    """Client side of the test-bed control above (``core-device``, ``deployment-report``): what a nucleus on a device
+    would report, played by a test. Raises on any answer but 200/201."""
+    import urllib.request
+
+    request = urllib.request.Request(  # noqa: S310 - the local test endpoint, http only
+        f"{endpoint_url}/moto-api/static/greengrassv2/{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local test endpoint
+        if response.status not in (200, 201):
+            raise RuntimeError(f"test-bed control {path} answered {response.status}")

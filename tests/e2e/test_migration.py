@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from testbed.greengrassv2_emulation import control
 from tests.e2e.fleet import (
     SITE_PLAYBOOK,
     aws_clients,
@@ -32,18 +32,6 @@ pytestmark = [pytest.mark.devices, pytest.mark.aws, pytest.mark.slow]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIGRATE_PLAYBOOK = REPO_ROOT / "playbooks" / "migrate_greengrass_v1_to_v2.yml"
 THING_GROUP = "edgeml-demo-detectors"  # inventories/local_testbed's greengrass_v2_detector_thing_group
-
-
-def control(endpoint_url: str, path: str, body: dict) -> None:
-    """Test-bed control of the Greengrass V2 emulation: what the nucleus on a device would report."""
-    request = urllib.request.Request(  # noqa: S310 - the local test endpoint, http only
-        f"{endpoint_url}/moto-api/static/greengrassv2/{path}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local test endpoint
-        assert response.status in (200, 201)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration import test_greengrass_v1_detector as detector_itest
 from tests.integration.test_greengrass_v1_detector import (
     FUNCTION,
     HOSTS,
@@ -28,10 +27,6 @@ from tests.integration.test_greengrass_v1_detector import (
 )
 
 pytestmark = pytest.mark.aws
-
-# The detector tests' fixtures: the small SSD packed as the role expects, a copy of the inference code.
-model_archive = detector_itest.model_archive
-sources = detector_itest.sources
 
 CAPTURE = f"{FUNCTION}-capture"
 

@@ -14,10 +14,8 @@ import base64
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tarfile
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -31,7 +29,6 @@ pytestmark = pytest.mark.aws
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLE_DIR = REPO_ROOT / "roles" / "greengrass_v1_detector"
-SOURCES = REPO_ROOT / "files" / "inference_lambda"
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 PLAYBOOK_TIMEOUT_S = 600
 
@@ -40,29 +37,6 @@ BUCKET = "itest-detector-models"
 NVIDIA_DEVICES = ["/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"]
 HOSTS = {"gpu-device": True, "cpu-device": False}
 RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-@pytest.fixture(scope="module")
-def model_archive(tmp_path_factory) -> Path:
-    """The small real SSD, saved like SageMaker's artefact and packed as the role expects."""
-    from tests.inference.small_ssd import export_small_ssd
-
-    folder = tmp_path_factory.mktemp("model")
-    prefix = export_small_ssd(folder / "artefact")
-    archive = folder / "small_ssd.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for suffix in ("-symbol.json", "-0000.params"):
-            path = Path(str(prefix) + suffix)
-            tar.add(path, arcname=path.name)
-    return archive
-
-
-@pytest.fixture
-def sources(tmp_path) -> Path:
-    """A copy of the inference code that a test may change."""
-    copy = tmp_path / "inference_lambda"
-    shutil.copytree(SOURCES, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    return copy
 
 
 def write_bed(tmp_path: Path, aws_env: dict, group_vars: dict, identity: bool = True) -> tuple[Path, Path]:

@@ -15,23 +15,20 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
-import tarfile
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 from testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
+from testbed.greengrassv2_emulation import control
 from tests.integration.test_greengrass_v1_detector import recap, run_playbook
 
 pytestmark = pytest.mark.aws
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLE_DIR = REPO_ROOT / "roles" / "greengrass_v2_detector"
-SOURCES = REPO_ROOT / "files" / "inference_lambda"
 
 BUCKET = "itest-gg2-detector"
 GROUP = "itest-detectors"
@@ -40,39 +37,6 @@ ROLE = "itest-TokenExchangeRole"
 MODEL_COMPONENT = "com.edgeml.itest.SsdModel"
 DETECTOR_COMPONENT = "com.edgeml.itest.ObjectDetector"
 HOSTS = ["core-a", "core-b"]
-
-
-@pytest.fixture(scope="module")
-def model_archive(tmp_path_factory) -> Path:
-    from tests.inference.small_ssd import export_small_ssd
-
-    folder = tmp_path_factory.mktemp("model")
-    prefix = export_small_ssd(folder / "artefact")
-    archive = folder / "small_ssd.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for suffix in ("-symbol.json", "-0000.params"):
-            path = Path(str(prefix) + suffix)
-            tar.add(path, arcname=path.name)
-    return archive
-
-
-@pytest.fixture
-def sources(tmp_path) -> Path:
-    copy = tmp_path / "inference_lambda"
-    shutil.copytree(SOURCES, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    return copy
-
-
-def control(endpoint_url: str, path: str, body: dict) -> None:
-    """Test-bed control of the Greengrass V2 emulation: what a nucleus on the device would do."""
-    request = urllib.request.Request(  # noqa: S310 - the local test endpoint, http only
-        f"{endpoint_url}/moto-api/static/greengrassv2/{path}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local test endpoint
-        assert response.status in (200, 201)
 
 
 def write_bed(
