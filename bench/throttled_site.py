@@ -1,7 +1,7 @@
 """site.yml under AWS throttling: one run per fleet size and throttling rate, next to a fault-free run.
 
 For each fleet size and each rate: a fresh local AWS endpoint and a fresh bed of simulated devices (the demo
-inventory's generations: edge-03 is V2, the others V1 up to edge-02, V2 beyond), and the fault proxy between
+inventory's generations: edge-03 is V2, every other device V1), and the fault proxy between
 the controller and the endpoint (testbed/fault_proxy.py: each service's own throttling error for the given
 share of requests, plus ``--errors`` of internal errors, seeded). site.yml runs once, exactly as scripts/demo.sh
 runs it, with the playbooks' own client settings. Measured per run:
