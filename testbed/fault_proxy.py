@@ -43,6 +43,7 @@ import http.client
 import json
 import random
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -73,6 +74,14 @@ REJECT_ERRORS = {
     "iam": (400, "InvalidInput"),
     "sts": (400, "InvalidParameterValue"),
 }
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that is killed (the SIGKILL tests and bench) resets its connections: not an error of the proxy."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -177,7 +186,7 @@ class FaultProxy:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname, parts.port)
         self.plan = plan
-        self._server = ThreadingHTTPServer((host, 0), self._handler())
+        self._server = _QuietServer((host, 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://{host}:{self._server.server_address[1]}"
         self.released = threading.Event()
