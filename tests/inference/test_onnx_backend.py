@@ -152,11 +152,11 @@ def test_conversion_is_deterministic_verified_and_idempotent(small_model, tmp_pa
     assert unchanged["changed"] is False and unchanged["converted"] is False, unchanged
     assert unchanged["verification"] == verification
     assert (tmp_path / "a.onnx").stat().st_mtime_ns == before
-    # Other verification images are another conversion record: converted again, the same model.
+    # Other verification images are another conversion record (kept in the model's metadata): converted again.
     image = str(seed_model.seed_images()[0])
     other_images = convert(small_model.parent, tmp_path / "a.onnx", tmp_path, verify_images=[image])
     assert other_images["changed"] is True and other_images["converted"] is True, other_images
-    assert other_images["verification"]["images"] == 1 and other_images["sha256"] == first["sha256"]
+    assert other_images["verification"]["images"] == 1
 
 
 def test_check_mode_converts_and_verifies_but_writes_nothing(small_model, tmp_path):
