@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLE_DIR = REPO_ROOT / "roles" / "greengrass_v2_detector"
 ENTRY_POINT = ROLE_DIR / "files" / "greengrass_v2_detector.py"
 INFERENCE_CODE = REPO_ROOT / "files" / "inference_lambda"
-STANDIN = REPO_ROOT / "tests" / "standins" / "greengrass_ipc" / "server.py"
+STANDIN = REPO_ROOT / "testbed" / "standins" / "greengrass_ipc" / "server.py"
 V2_PLAYBOOK = REPO_ROOT / "playbooks" / "provision_greengrass_v2.yml"
 
 SVCUID = "test-svcuid-3f9c2a"
