@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from testbed.aws_endpoint import LocalAwsEndpoint
-from testbed.edge_devices import build_image
+from testbed.edge_devices import SUITE, EdgeDeviceBed, build_image
 from tests.demo_artefacts import SAMPLE_BOXES
 from tests.inference.small_ssd import CLASS_LABELS, cell_box, class_probabilities
 from tests.roles.playbook_json import PlaybookRun, playbook_invocation, run_playbook
@@ -83,11 +83,8 @@ def device_bed(
     ``suite``: the devices' Debian release (the bed's default, Debian 12, or "trixie"); ``names``: their hostnames."""
     import pytest
 
-    from testbed.edge_devices import EdgeDeviceBed, build_image
-
     if os.geteuid() != 0:
         pytest.skip("simulated edge devices need root (overlay mounts, systemd-nspawn)")
-    from testbed.edge_devices import SUITE
 
     build_image(suite=suite or SUITE)  # a no-op when the image is cached
     bed = EdgeDeviceBed(
