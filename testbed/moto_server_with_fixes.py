@@ -149,6 +149,8 @@ def apply_fixes() -> None:
 
 
 _OUTCOMES_ATTR = "_testbed_deployment_outcomes"
+# Called with (account, region, deployment id) after a Greengrass V1 CreateDeployment made a deployment.
+V1_DEPLOYMENT_LISTENERS: list = []
 _FINAL_STATUSES = ("Success", "Failure")
 
 
@@ -209,14 +211,26 @@ def apply_greengrass_fixes() -> None:
     # Fix 2e: CreateDeployment is idempotent with respect to the client token and the request parameters.
     original_create_deployment = GreengrassResponse.create_deployment
 
+    def _deployment_created(response, answer):
+        """Tell the group's core (the V1 data plane's notification), once per deployment made."""
+        try:
+            deployment_id = json.loads(answer[2] if isinstance(answer, tuple) else answer)["DeploymentId"]
+        except (ValueError, KeyError, TypeError, IndexError):
+            return
+        for listener in V1_DEPLOYMENT_LISTENERS:
+            listener(response.current_account, response.region, deployment_id)
+
     def create_deployment(self):
         token = self.headers.get("X-Amzn-Client-Token")
         if not token:
-            return original_create_deployment(self)
+            answer = original_create_deployment(self)
+            _deployment_created(self, answer)
+            return answer
         key = (token, self.path.split("/")[-2], self.body if isinstance(self.body, str) else self.body.decode())
         answers = self.greengrass_backend.__dict__.setdefault("_testbed_idempotent_deployments", {})
         if key not in answers:
             answers[key] = original_create_deployment(self)
+            _deployment_created(self, answers[key])
         return answers[key]
 
     GreengrassResponse.create_deployment = create_deployment
@@ -467,7 +481,7 @@ def start_data_plane(host: str, mqtt_port: int, credentials_port: int | None) ->
     from moto.moto_api._internal import urls as moto_api_urls
 
     from testbed import greengrassv2_emulation
-    from testbed.iot_data_plane import credentials, greengrass_data
+    from testbed.iot_data_plane import credentials, greengrass_data, greengrass_v1_data
     from testbed.iot_data_plane.broker import MqttDataPlane
     from testbed.iot_data_plane.https import HttpsDataPlane
     from testbed.iot_data_plane.jobs import JobsService
@@ -480,9 +494,15 @@ def start_data_plane(host: str, mqtt_port: int, credentials_port: int | None) ->
     LOG.addHandler(handler)
     registry = IotRegistry()
     jobs = JobsService(registry, greengrassv2_emulation.DeploymentJobs)
+    greengrass_v1 = greengrass_v1_data.GreengrassV1DataPlane(registry)
     data_plane = MqttDataPlane(
-        host, mqtt_port, registry, on_publish=[greengrassv2_emulation.on_health_message, jobs.on_publish]
+        host,
+        mqtt_port,
+        registry,
+        on_publish=[greengrassv2_emulation.on_health_message, jobs.on_publish, greengrass_v1.on_publish],
     ).start()
+    greengrass_v1.publish = data_plane.broker.publish_threadsafe
+    V1_DEPLOYMENT_LISTENERS.append(greengrass_v1.deployment_created)
 
     class JobNotifications:
         """Greengrass deployments created through the API reach connected devices as job notifications."""
@@ -503,6 +523,7 @@ def start_data_plane(host: str, mqtt_port: int, credentials_port: int | None) ->
             (credentials.CREDENTIALS_HOST, "GET", credentials.PATH, provider.handle),
             (greengrass_data.GREENGRASS_HOST, "POST", greengrass_data.RESOLVE_PATH, greengrass.resolve),
             (greengrass_data.GREENGRASS_HOST, "GET", greengrass_data.ARTIFACT_PATH, greengrass.artifact),
+            *greengrass_v1.routes(greengrass_data.GREENGRASS_HOST),
         ]
         HttpsDataPlane(host, credentials_port, registry, routes).start()
         # One HTTPS port, told apart by the TLS server name as AWS's hosts are.

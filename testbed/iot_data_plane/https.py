@@ -5,7 +5,7 @@ Greengrass data plane (``greengrass-ats.iot.<region>.amazonaws.com``) are separa
 served on one loopback port and told apart by the TLS server name (SNI), which the client must send. Every
 request is authenticated with the client certificate first (``registry.authenticate``: registered, ACTIVE,
 in the region of the host); each route then applies its own authorization. Handlers answer
-``(status, JSON body)``.
+``(status, JSON body)``, or ``(status, bytes)`` for an artifact (``application/octet-stream``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class HttpsDataPlane:
         # One server name pattern for the TLS context; its group 1 (the region) comes from the matching host.
         self._any_host = re.compile("^(?:%s)$" % hosts)
 
-    def _dispatch(self, request: BaseHTTPRequestHandler, method: str) -> tuple[int, dict]:
+    def _dispatch(self, request: BaseHTTPRequestHandler, method: str) -> tuple[int, dict | bytes]:
         server_name = getattr(request.connection, "edgeml_server_name", "")
         path = request.path.split("?", 1)[0]
         principal = self.registry.authenticate(request.connection)
@@ -49,9 +49,10 @@ class HttpsDataPlane:
         class Handler(BaseHTTPRequestHandler):
             def _answer(self, method: str) -> None:
                 status, body = plane._dispatch(self, method)
-                data = json.dumps(body).encode()
+                binary = isinstance(body, bytes)
+                data = body if binary else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "application/octet-stream" if binary else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -77,7 +78,7 @@ class HttpsDataPlane:
                 return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
 
             def handle_error(self, request, client_address):
-                LOG.info("https data plane: connection from %s failed", client_address)
+                LOG.info("https data plane: connection from %s failed", client_address, exc_info=True)
 
         server = Server((self.host, self.port), Handler)
         threading.Thread(target=server.serve_forever, name="iot-https-data-plane", daemon=True).start()

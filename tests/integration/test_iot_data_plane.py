@@ -755,3 +755,189 @@ def test_certificate_registered_without_a_ca_authenticates_on_the_broker_and_the
     iot.attach_policy(policyName="self-signed-policy", target=arn)
     connected(data_plane, device).close()
     assert credentials_request(data_plane, aws_client, device, ALIAS, "self-signed")[0] == 200
+
+
+# --------------------------------------------------------------------------- Greengrass V1 data plane
+
+
+def raw_https(data_plane, device: Device, host: str, method: str, path: str, body: bytes | None = None):
+    """(status, raw body): the V1 data plane answers artifacts as bytes."""
+    import http.client
+    import socket
+    import ssl
+
+    address = data_plane["info"]["credentials"]
+    context = ssl.create_default_context(cafile=data_plane["root_ca"])
+    context.load_cert_chain(device.cert_file, device.key_file)
+    raw = socket.create_connection((address["host"], address["port"]), timeout=10)
+    try:
+        connection = http.client.HTTPSConnection(host, timeout=10)
+        connection.sock = context.wrap_socket(raw, server_hostname=host)
+        connection.request(method, path, body=body)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        raw.close()
+
+
+def v1_group(aws_client, core: Device, model: bytes, code: bytes) -> dict:
+    """A V1 group as the detector role makes it: core, a Lambda (alias) with an S3 model resource, subscriptions."""
+    import io
+    import zipfile
+
+    account = "123456789012"
+    iam, s3, lam, gg = aws_client("iam"), aws_client("s3"), aws_client("lambda"), aws_client("greengrass")
+    role = iam.create_role(RoleName="gg-lambda", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"}))
+    s3.create_bucket(Bucket="models")
+    s3.put_object(Bucket="models", Key="model.tar.gz", Body=model)
+    package = io.BytesIO()
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("handler.py", code)
+    function = lam.create_function(
+        FunctionName="detector",
+        Runtime="python3.8",
+        Role=role["Role"]["Arn"],
+        Handler="handler.function_handler",
+        Code={"ZipFile": package.getvalue()},
+        Publish=True,
+    )
+    alias = lam.create_alias(FunctionName="detector", Name="live", FunctionVersion=function["Version"])["AliasArn"]
+    thing_arn = "arn:aws:iot:us-east-1:%s:thing/%s" % (account, core.thing)
+    cores = gg.create_core_definition(
+        InitialVersion={"Cores": [{"Id": "c", "CertificateArn": core.certificate_arn, "ThingArn": thing_arn}]}
+    )
+    functions = gg.create_function_definition(
+        InitialVersion={
+            "Functions": [
+                {
+                    "Id": "f",
+                    "FunctionArn": alias,
+                    "FunctionConfiguration": {"Pinned": True, "MemorySize": 65536, "Timeout": 30},
+                }
+            ]
+        }
+    )
+    resources = gg.create_resource_definition(
+        InitialVersion={
+            "Resources": [
+                {
+                    "Id": "model",
+                    "Name": "model",
+                    "ResourceDataContainer": {
+                        "S3MachineLearningModelResourceData": {
+                            "S3Uri": "s3://models/model.tar.gz",
+                            "DestinationPath": "/ml/od",
+                        }
+                    },
+                }
+            ]
+        }
+    )
+    subscriptions = gg.create_subscription_definition(
+        InitialVersion={
+            "Subscriptions": [
+                {"Id": "in", "Source": "cloud", "Subject": "blog/infer/input", "Target": alias},
+                {"Id": "out", "Source": alias, "Subject": "blog/infer/output", "Target": "cloud"},
+            ]
+        }
+    )
+    group = gg.create_group(Name="%s-group" % core.thing)
+    version = gg.create_group_version(
+        GroupId=group["Id"],
+        CoreDefinitionVersionArn=cores["LatestVersionArn"],
+        FunctionDefinitionVersionArn=functions["LatestVersionArn"],
+        ResourceDefinitionVersionArn=resources["LatestVersionArn"],
+        SubscriptionDefinitionVersionArn=subscriptions["LatestVersionArn"],
+    )
+    return {"group_id": group["Id"], "version_id": version["Version"], "alias": alias, "thing_arn": thing_arn}
+
+
+def test_v1_deployment_reaches_its_core_which_fetches_it_and_reports_the_status(data_plane, aws_client, tmp_path):
+    """The path the stand-in V1 core takes: notified over MQTT, definition and artifacts over mutual TLS, its
+    report is what GetDeploymentStatus answers; another core's certificate gets none of it."""
+    from urllib.parse import quote
+
+    devices = make_identities(data_plane, tmp_path, ("gg-v1-a", "gg-v1-b"), "v1")
+    core, other = devices["gg-v1-a"], devices["gg-v1-b"]
+    host = "greengrass-ats.iot.us-east-1.amazonaws.com"
+    group = v1_group(aws_client, core, model=b"model bytes", code=b"def function_handler(event, context): pass\n")
+    gda = "$aws/things/gg-v1-a-gda/shadow/"
+    gg = aws_client("greengrass")
+    mqtt = connected(data_plane, core)
+    try:
+        assert mqtt.subscribe(gda + "update/delta").ok
+        # Before any deployment the shadow does not exist.
+        assert mqtt.publish(gda + "get", b"{}").ok
+        assert answer(mqtt, gda + "get/rejected")["code"] == 404
+        deployment = gg.create_deployment(
+            GroupId=group["group_id"], GroupVersionId=group["version_id"], DeploymentType="NewDeployment"
+        )
+        notice = answer(mqtt, gda + "update/delta")["state"]["deployment"]
+        assert notice == {
+            "deploymentId": deployment["DeploymentId"],
+            "deploymentType": "NewDeployment",
+            "groupId": group["group_id"],
+            "groupVersionId": group["version_id"],
+        }
+        # A core that connects later asks for it.
+        assert mqtt.publish(gda + "get", b"{}").ok
+        assert answer(mqtt, gda + "get/accepted")["state"]["desired"]["deployment"] == notice
+    finally:
+        mqtt.close()
+
+    base = "/greengrass/groups/%s/deployments/%s" % (group["group_id"], deployment["DeploymentId"])
+    status, body = raw_https(data_plane, core, host, "GET", base + "/definition")
+    assert status == 200, body
+    document = json.loads(body)
+    (function,) = document["Functions"]
+    assert (function["FunctionArn"], function["Handler"], function["Runtime"]) == (
+        group["alias"],
+        "handler.function_handler",
+        "python3.8",
+    )
+    assert [s["Target"] for s in document["Subscriptions"]] == [group["alias"], "cloud"]
+    status, package = raw_https(
+        data_plane, core, host, "GET", base + "/artifacts/lambda/" + quote(group["alias"], safe="")
+    )
+    assert status == 200
+    import hashlib
+
+    assert base64.b64encode(hashlib.sha256(package).digest()).decode() == function["CodeSha256"]
+    assert raw_https(data_plane, core, host, "GET", base + "/artifacts/resources/model") == (200, b"model bytes")
+    assert raw_https(data_plane, core, host, "GET", base + "/artifacts/resources/nope")[0] == 404
+
+    # Another core's certificate is refused every part, and cannot report for this core.
+    for path in ("/definition", "/artifacts/resources/model"):
+        status, body = raw_https(data_plane, other, host, "GET", base + path)
+        assert status == 403 and b"is not the core of group" in body, body
+    report = base + "/cores/" + quote(group["thing_arn"], safe="")
+    assert raw_https(data_plane, other, host, "POST", report, json.dumps({"Status": "Success"}).encode())[0] == 403
+    assert (
+        gg.get_deployment_status(GroupId=group["group_id"], DeploymentId=deployment["DeploymentId"])["DeploymentStatus"]
+        == "InProgress"
+    )
+
+    # The core's own reports become the deployment's status; a wrong status is refused; the end is final.
+    assert raw_https(data_plane, core, host, "POST", report, json.dumps({"Status": "Done"}).encode())[0] == 400
+    failure = {"Status": "Failure", "ErrorMessage": "model did not load"}
+    assert raw_https(data_plane, core, host, "POST", report, json.dumps(failure).encode())[0] == 200
+    answered = gg.get_deployment_status(GroupId=group["group_id"], DeploymentId=deployment["DeploymentId"])
+    assert (answered["DeploymentStatus"], answered["ErrorMessage"]) == ("Failure", "model did not load")
+    assert raw_https(data_plane, core, host, "POST", report, json.dumps({"Status": "Success"}).encode())[0] == 409
+
+
+def test_v1_core_without_the_deployment_actions_in_its_policy_is_refused(data_plane, aws_client, tmp_path):
+    core = make_identities(data_plane, tmp_path, ("gg-v1-c",), "v1")["gg-v1-c"]
+    group = v1_group(aws_client, core, model=b"m", code=b"")
+    deployment = aws_client("greengrass").create_deployment(
+        GroupId=group["group_id"], GroupVersionId=group["version_id"], DeploymentType="NewDeployment"
+    )
+    iot = aws_client("iot")
+    document = json.loads(iot.get_policy(policyName=core.policy_name)["policyDocument"])
+    document["Statement"] = [s for s in document["Statement"] if "greengrass:GetDeployment" not in s["Action"]]
+    iot.create_policy_version(policyName=core.policy_name, policyDocument=json.dumps(document), setAsDefault=True)
+    base = "/greengrass/groups/%s/deployments/%s" % (group["group_id"], deployment["DeploymentId"])
+    status, body = raw_https(
+        data_plane, core, "greengrass-ats.iot.us-east-1.amazonaws.com", "GET", base + "/definition"
+    )
+    assert status == 403 and b"greengrass:GetDeployment" in body, body
