@@ -161,13 +161,20 @@ class LocalAwsEndpoint:
         (testbed/standins/greengrass_v2_nucleus/agent): where the AWS host names it is configured with are served
         in this bed (the MQTT broker; one HTTPS port for the credential provider and the Greengrass data plane;
         S3 at the endpoint itself) and the CA their certificates chain to. The devices share the host's network,
-        so the loopback addresses reach the bed."""
+        so the loopback addresses reach the bed.
+
+        ``lambda_runtimes`` is for the stand-in V1 core (testbed/standins/greengrass_v1_core): a V1 core runs a
+        python3.7/python3.8 Lambda with that executable from PATH, which the bed's Debian 12 devices do not have
+        (field notes), so the bed names the interpreter of the inference runtime the roles install
+        (``inference_runtime_venv``'s default), the one the Lambda's imports are installed for."""
         data_plane = self.data_plane()
+        lambda_python = "/opt/edgeml/inference-venv/bin/python"
         return {
             "mqtt": data_plane["mqtt"],
             "https": data_plane["credentials"],
             "s3": self.url,
             "root_ca_pem": data_plane["root_ca_pem"],
+            "lambda_runtimes": {"python3.7": lambda_python, "python3.8": lambda_python},
         }
 
     def mqtt_client_vars(self, folder: Path) -> dict:

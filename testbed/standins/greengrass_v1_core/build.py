@@ -41,22 +41,49 @@ def _entries(tree: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(tree).as_posix())
 
 
+def library_files() -> dict[str, bytes]:
+    """greengrass/ggc/core/lib/: the bed's MQTT client and paho-mqtt (pure Python, the controller's pinned copy),
+    which standin_deployer.py connects with, so the device needs nothing but python3."""
+    import paho
+
+    files = {"greengrass/ggc/core/lib/client.py": (TREE.parents[2] / "iot_data_plane" / "client.py").read_bytes()}
+    package = Path(paho.__file__).resolve().parent
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".typed"):
+            files[f"greengrass/ggc/core/lib/paho/{path.relative_to(package).as_posix()}"] = path.read_bytes()
+    return files
+
+
 def archive_bytes(tree: Path = TREE) -> bytes:
+    # name -> (content, mode); content None for a folder. The tree's entries and, for the stand-in's own tree, the
+    # library folder's, in one sorted order.
+    entries: dict[str, tuple[bytes | None, int]] = {}
+    for path in _entries(tree):
+        name = path.relative_to(tree).as_posix()
+        entries[name] = (
+            (None, 0o755) if path.is_dir() else (path.read_bytes(), 0o755 if os.access(path, os.X_OK) else 0o644)
+        )
+    if tree == TREE:
+        for name, data in library_files().items():
+            entries[name] = (data, 0o644)
+            parent = Path(name).parent
+            while parent.as_posix() not in entries:
+                entries[parent.as_posix()] = (None, 0o755)
+                parent = parent.parent
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for path in _entries(tree):
-            info = tarfile.TarInfo(path.relative_to(tree).as_posix())
+        for name in sorted(entries):
+            data, mode = entries[name]
+            info = tarfile.TarInfo(name)
             info.mtime = FIXED_MTIME
             info.uid = info.gid = 0
             info.uname = info.gname = "root"
-            if path.is_dir():
+            info.mode = mode
+            if data is None:
                 info.type = tarfile.DIRTYPE
-                info.mode = 0o755
                 tar.addfile(info)
                 continue
-            data = path.read_bytes()
             info.size = len(data)
-            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
             tar.addfile(info, io.BytesIO(data))
     packed = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0, compresslevel=9) as gz:

@@ -4,7 +4,8 @@ It behaves like `greengrassd` where the edgeml.greengrass roles can observe it: 
 run (non-zero exit, reasons on stderr, which systemd puts in the journal) when config.json is
 malformed, names files that do not exist, or pairs a certificate with a private key it does not
 belong to, or when the kernel's hardlink/symlink protection is off; otherwise it daemonizes,
-writes its pid file and stays up until `stop`. It talks to no cloud.
+writes its pid file and stays up until `stop`. The daemon follows the group's deployments and routes its
+subscriptions through the test bed's data plane (standin_deployer.py).
 
 Layout (as in AWS's greengrass-linux-<arch>-1.11.x.tar.gz): this file sits in
 <root>/ggc/core/, config in <root>/config/config.json, certificates in <root>/certs/.
@@ -201,22 +202,31 @@ def read_pid() -> int | None:
 
 
 def _serve() -> None:
-    """The daemon itself: record the pid, then idle until told to stop."""
-    stopping = False
+    """The daemon itself: record the pid, follow deployments and route messages (standin_deployer.py) until told
+    to stop."""
+    import logging
+    import threading
+
+    import standin_deployer
+
+    stopping = threading.Event()
 
     def on_term(_signum, _frame):
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
     PID_FILE.parent.mkdir(parents=True, exist_ok=True)
     tmp = PID_FILE.with_name(PID_FILE.name + ".tmp")
     tmp.write_text(f"{os.getpid()}\n")
     tmp.replace(PID_FILE)
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} [INFO] stand-in core running, pid {os.getpid()}", flush=True)
-    while not stopping:
-        time.sleep(0.2)
+    try:
+        standin_deployer.run(CONFIG_PATH, GGC_ROOT, stopping)
+    except Exception as error:  # noqa: BLE001 - the daemon stays up (offline) as a core without cloud would
+        print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} [ERROR] deployments stopped: {error!r}", flush=True)
+        stopping.wait()
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} [INFO] stand-in core stopping", flush=True)
     try:
         if PID_FILE.read_text().strip() == str(os.getpid()):
