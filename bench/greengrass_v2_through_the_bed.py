@@ -1,4 +1,4 @@
-"""Greengrass V2 through the test bed: deployment time to SUCCEEDED per fleet size, and MQTT request latency.
+"""Greengrass through the test bed: deployment time to SUCCEEDED per fleet size, and MQTT request latency.
 
 For each fleet size, simulated Debian 12 devices are provisioned as V2 core devices by playbooks/site.yml
 against a fresh local AWS endpoint and its data plane; their stand-in nuclei follow the deployments through IoT
@@ -11,7 +11,11 @@ jobs and run the real detector (testbed/standins/greengrass_v2_nucleus, test equ
   waits for the detections on blog/infer/output, one at a time; round trip p50/p95 next to the forward pass and
   the whole handler as the detector measured them inside the same requests (``timing_ms`` of each answer).
 
-    python bench/greengrass_v2_through_the_bed.py [--devices 1,4] [--rounds 3] [--requests 50]
+    python bench/greengrass_v2_through_the_bed.py [--devices 1,4] [--rounds 3] [--requests 50] [--generation v1|v2]
+
+With ``--generation v1`` the devices are V1 cores (the stand-in V1 core, testbed/standins/greengrass_v1_core): a
+deployment is a new deployment of each core's group version, timed until every core reported Success, and the
+requests go through the group's subscriptions to the detector Lambda.
 
 Needs root (simulated devices), like the tests. Prints one JSON object per measurement and a summary.
 """
@@ -74,7 +78,26 @@ def redeploy(gg2, group_arn: str, current: dict, round_number: int) -> tuple[flo
     return started, deployment_id
 
 
-def measure_fleet(count: int, rounds: int, requests: int, workdir: Path) -> dict:
+def v1_groups(gg, hosts: list[str]) -> dict[str, dict]:
+    """host -> {"GroupId", "GroupVersionId"}: each V1 core's group and its deployed version."""
+    groups = {g["Name"]: g for g in gg.list_groups()["Groups"]}
+    return {
+        h: {"GroupId": groups[f"{h}-group"]["Id"], "GroupVersionId": groups[f"{h}-group"]["LatestVersion"]}
+        for h in hosts
+    }
+
+
+def v1_all_succeeded(gg, started: dict[str, tuple[str, str]]) -> bool:
+    for host, (group_id, deployment_id) in started.items():
+        status = gg.get_deployment_status(GroupId=group_id, DeploymentId=deployment_id)
+        if status["DeploymentStatus"] == "Failure":
+            raise RuntimeError(f"{host}: deployment {deployment_id} {status}")
+        if status["DeploymentStatus"] != "Success":
+            return False
+    return True
+
+
+def measure_fleet(count: int, rounds: int, requests: int, workdir: Path, generation: str = "v2") -> dict:
     hosts = [f"edge-{index:02d}" for index in range(1, count + 1)]
     with recording_endpoint(workdir / "aws") as (endpoint, _log):
         client = aws_clients(endpoint)
@@ -86,15 +109,25 @@ def measure_fleet(count: int, rounds: int, requests: int, workdir: Path) -> dict
             extra = workdir / "artefacts.json"
             extra.write_text(json.dumps(artefacts))
             host_vars = {
-                host: {"edgeml_greengrass_generation": "v2", "greengrass_v2_detector_deployment_wait": True}
+                host: {
+                    "edgeml_greengrass_generation": generation,
+                    f"greengrass_{generation}_detector_deployment_wait": True,
+                }
                 for host in hosts
             }
-            inventory = host_vars_inventory(workdir / "v2.yml", host_vars)
+            inventory = host_vars_inventory(workdir / f"{generation}.yml", host_vars)
             environment = dict(os.environ, **endpoint.environment())
             provisioned = run_site(SITE_PLAYBOOK, [bed.inventory, inventory], extra, environment, timeout=3600)
             if provisioned.run.returncode != 0:
                 raise RuntimeError(provisioned.describe())
             print(json.dumps({"devices": count, "site_yml_seconds": round(provisioned.seconds, 1)}), flush=True)
+            if generation == "v1":
+                seconds = measure_v1_deployments(client("greengrass"), hosts, rounds)
+                result = {"generation": "v1", "devices": count}
+                result["deployment_to_success_median_s"] = round(statistics.median(seconds), 2)
+                if requests:
+                    result.update(measure_requests(bed, hosts[0], endpoint, client, artefacts, requests, workdir))
+                return result
 
             gg2 = client("greengrassv2")
             group_arn = client("iot").describe_thing_group(thingGroupName=THING_GROUP)["thingGroupArn"]
@@ -116,6 +149,30 @@ def measure_fleet(count: int, rounds: int, requests: int, workdir: Path) -> dict
             return result
         finally:
             bed.down()
+
+
+def measure_v1_deployments(gg, hosts: list[str], rounds: int) -> list[float]:
+    """A new deployment of each V1 core's group version (every core fetches the group and the Lambda package again,
+    unpacks the model and restarts the detector Lambda), timed until every core has reported Success."""
+    seconds = []
+    groups = v1_groups(gg, hosts)
+    for round_number in range(1, rounds + 1):
+        began = time.monotonic()
+        started = {
+            host: (group["GroupId"], gg.create_deployment(DeploymentType="NewDeployment", **group)["DeploymentId"])
+            for host, group in groups.items()
+        }
+        while not v1_all_succeeded(gg, started):
+            if time.monotonic() > began + 600:
+                raise RuntimeError("V1 deployments not Success on every core in 600 s")
+            time.sleep(0.25)
+        seconds.append(time.monotonic() - began)
+        print(
+            json.dumps(
+                {"generation": "v1", "devices": len(hosts), "round": round_number, "seconds": round(seconds[-1], 2)}
+            )
+        )
+    return seconds
 
 
 def measure_requests(bed, host: str, endpoint, client, artefacts: dict, count: int, workdir: Path) -> dict:
@@ -162,6 +219,7 @@ def main() -> int:
     parser.add_argument("--devices", default="1,4", help="fleet sizes, comma-separated")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--generation", choices=("v1", "v2"), default="v2", help="the devices' Greengrass generation")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("simulated edge devices need root", file=sys.stderr)
@@ -172,7 +230,7 @@ def main() -> int:
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix=f"bench-gg2-{size}-") as folder:
             requests = args.requests if size == min(sizes) else 0
-            results.append(measure_fleet(size, args.rounds, requests, Path(folder)))
+            results.append(measure_fleet(size, args.rounds, requests, Path(folder), args.generation))
             print(json.dumps(results[-1]), flush=True)
     print(json.dumps({"summary": results}, indent=2))
     return 0
