@@ -146,3 +146,47 @@ class DataPlaneClient:
             self.mqtt.disconnect()
         finally:
             self.mqtt.loop_stop()
+
+
+# --- what the stand-in cores on the devices share (this file ships beside them) ----------------------------------
+
+
+def load_device_endpoints(path: str, ca_file: str) -> dict:
+    """The bed's endpoint map on a device (``LocalAwsEndpoint.device_endpoints()``; OSError or ValueError when it is
+    missing or malformed), with its root CA written to ``ca_file`` and named as ``endpoints["ca_file"]``."""
+    import json
+    import os
+
+    with open(path, encoding="utf-8") as stream:
+        endpoints = json.load(stream)
+    os.makedirs(os.path.dirname(ca_file), exist_ok=True)
+    with open(ca_file, "w", encoding="utf-8") as stream:
+        stream.write(endpoints["root_ca_pem"])
+    endpoints["ca_file"] = ca_file
+    return endpoints
+
+
+def https_request(
+    endpoints: dict,
+    server_name: str,
+    certificate: str,
+    private_key: str,
+    method: str,
+    path: str,
+    body=None,
+    headers=None,
+) -> tuple[int, bytes]:
+    """One request to an AWS host name over mutual TLS with the device's certificate, sent to the bed's HTTPS port."""
+    import http.client
+
+    context = ssl.create_default_context(cafile=endpoints["ca_file"])
+    context.load_cert_chain(certificate, private_key)
+    raw = socket.create_connection((endpoints["https"]["host"], endpoints["https"]["port"]), timeout=60)
+    connection = http.client.HTTPSConnection(server_name, timeout=60)
+    connection.sock = context.wrap_socket(raw, server_hostname=server_name)
+    try:
+        connection.request(method, path, body=body, headers=dict(headers or {}, Host=server_name))
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()

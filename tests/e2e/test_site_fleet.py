@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -388,6 +389,32 @@ def test_v1_deployments_are_reported_by_the_cores(smoke_run, client):
         assert deployments, f"{host}: no deployment"
         status = gg.get_deployment_status(GroupId=group["Id"], DeploymentId=deployments[-1]["DeploymentId"])
         assert status["DeploymentStatus"] == "Success", (host, status)
+
+
+def test_v1_core_that_was_off_during_a_deployment_picks_it_up_when_back(smoke_run, fleet, client):
+    """A V1 core asks for its latest deployment whenever it connects: one made while it was stopped stays
+    InProgress, then Success once the core runs again, and the detector answers afterwards."""
+    host = V1_HOSTS[-1]
+    gg = client("greengrass")
+    group = next(g for g in gg.list_groups()["Groups"] if g["Name"] == f"{host}-group")
+    assert fleet.run(host, "sudo systemctl stop greengrass.service").returncode == 0
+    try:
+        deployment = gg.create_deployment(
+            GroupId=group["Id"], GroupVersionId=group["LatestVersion"], DeploymentType="NewDeployment"
+        )
+        time.sleep(3)
+        status = gg.get_deployment_status(GroupId=group["Id"], DeploymentId=deployment["DeploymentId"])
+        assert status["DeploymentStatus"] == "InProgress", status
+    finally:
+        started = fleet.run(host, "sudo systemctl start greengrass.service")
+        assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = gg.get_deployment_status(GroupId=group["Id"], DeploymentId=deployment["DeploymentId"])
+        if status["DeploymentStatus"] != "InProgress":
+            break
+        time.sleep(1)
+    assert status["DeploymentStatus"] == "Success", status
 
 
 def assert_boxes_drawn_on(annotated_path: Path, sample_path: str) -> None:

@@ -356,8 +356,9 @@ def token_exchange(aws_client):
     return role
 
 
-def https_request(data_plane, device: Device, host: str, method: str, path: str, body=None, headers=None):
-    """One HTTPS request with the device's certificate to an AWS IoT host name, sent to the bed's port."""
+def raw_https(data_plane, device: Device, host: str, method: str, path: str, body: bytes | None = None, headers=None):
+    """(status, raw body) of one request with the device's certificate (the V1 data plane answers artifacts as
+    bytes)."""
     import http.client
     import socket
     import ssl
@@ -369,14 +370,24 @@ def https_request(data_plane, device: Device, host: str, method: str, path: str,
     try:
         connection = http.client.HTTPSConnection(host, timeout=10)
         connection.sock = context.wrap_socket(raw, server_hostname=host)
-        payload = json.dumps(body).encode() if body is not None else None
-        connection.request(method, path, body=payload, headers=headers or {})
+        connection.request(method, path, body=body, headers=headers or {})
         answer = connection.getresponse()
-        return answer.status, json.loads(answer.read() or b"{}")
-    except (ssl.SSLError, ConnectionError) as exc:
-        return None, {"message": str(exc)}
+        return answer.status, answer.read()
     finally:
         raw.close()
+
+
+def https_request(data_plane, device: Device, host: str, method: str, path: str, body=None, headers=None):
+    """One HTTPS request with the device's certificate to an AWS IoT host name, sent to the bed's port; JSON both
+    ways. A refused handshake or a dropped connection is (None, its message)."""
+    import ssl
+
+    payload = json.dumps(body).encode() if body is not None else None
+    try:
+        status, answer = raw_https(data_plane, device, host, method, path, payload, headers)
+    except (ssl.SSLError, ConnectionError) as exc:
+        return None, {"message": str(exc)}
+    return status, json.loads(answer or b"{}")
 
 
 def credentials_request(data_plane, aws_client, device: Device, alias: str, thing_name: str | None):
@@ -758,26 +769,6 @@ def test_certificate_registered_without_a_ca_authenticates_on_the_broker_and_the
 
 
 # --------------------------------------------------------------------------- Greengrass V1 data plane
-
-
-def raw_https(data_plane, device: Device, host: str, method: str, path: str, body: bytes | None = None):
-    """(status, raw body): the V1 data plane answers artifacts as bytes."""
-    import http.client
-    import socket
-    import ssl
-
-    address = data_plane["info"]["credentials"]
-    context = ssl.create_default_context(cafile=data_plane["root_ca"])
-    context.load_cert_chain(device.cert_file, device.key_file)
-    raw = socket.create_connection((address["host"], address["port"]), timeout=10)
-    try:
-        connection = http.client.HTTPSConnection(host, timeout=10)
-        connection.sock = context.wrap_socket(raw, server_hostname=host)
-        connection.request(method, path, body=body)
-        answer = connection.getresponse()
-        return answer.status, answer.read()
-    finally:
-        raw.close()
 
 
 def v1_group(aws_client, core: Device, model: bytes, code: bytes) -> dict:

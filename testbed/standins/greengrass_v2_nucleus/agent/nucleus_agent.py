@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import grp
-import http.client
 import json
 import logging
 import os
@@ -34,8 +33,6 @@ import pwd
 import queue
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -109,18 +106,13 @@ class Nucleus:
     # --- connection ----------------------------------------------------------------------------------
 
     def load_endpoints(self) -> Optional[dict]:
+        from client import load_device_endpoints  # beside this file
+
         try:
-            with open(ENDPOINTS_FILE, encoding="utf-8") as stream:
-                endpoints = json.load(stream)
+            return load_device_endpoints(ENDPOINTS_FILE, os.path.join(self.root, "standin", "testbed-ca.pem"))
         except (OSError, ValueError) as error:
             LOG.info("offline: no test-bed endpoint map (%s)", error)
             return None
-        ca = os.path.join(self.root, "standin", "testbed-ca.pem")
-        os.makedirs(os.path.dirname(ca), exist_ok=True)
-        with open(ca, "w", encoding="utf-8") as stream:
-            stream.write(endpoints["root_ca_pem"])
-        endpoints["ca_file"] = ca
-        return endpoints
 
     def connect(self) -> bool:
         from client import DataPlaneClient  # paho-mqtt beside this file
@@ -298,17 +290,9 @@ class Nucleus:
     # --- deployments ----------------------------------------------------------------------------------
 
     def https(self, host: str, method: str, path: str, body: Optional[bytes] = None, headers=None) -> tuple:
-        context = ssl.create_default_context(cafile=self.endpoints["ca_file"])
-        context.load_cert_chain(self.certificate, self.private_key)
-        address = (self.endpoints["https"]["host"], self.endpoints["https"]["port"])
-        raw = socket.create_connection(address, timeout=30)
-        connection = http.client.HTTPSConnection(host, timeout=30)
-        connection.sock = context.wrap_socket(raw, server_hostname=host)
-        connection.request(method, path, body=body, headers=dict(headers or {}, Host=host))
-        answer = connection.getresponse()
-        data = answer.read()
-        connection.close()
-        return answer.status, data
+        from client import https_request  # beside this file
+
+        return https_request(self.endpoints, host, self.certificate, self.private_key, method, path, body, headers)
 
     def resolve(self, components: dict) -> Dict[str, dict]:
         """ResolveComponentCandidates on the Greengrass data plane, with this device's platform."""

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import io
 import json
 import logging
@@ -44,9 +43,8 @@ import pwd
 import queue
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -135,25 +133,24 @@ class V1Core:
     # --- connection ----------------------------------------------------------------------------------
 
     def load_endpoints(self):
+        self.use_library()
+        from client import load_device_endpoints  # shipped in lib/ by build.py
+
         try:
-            with open(ENDPOINTS_FILE, encoding="utf-8") as stream:
-                endpoints = json.load(stream)
+            return load_device_endpoints(ENDPOINTS_FILE, str(self.root / "var" / "testbed-ca.pem"))
         except (OSError, ValueError) as error:
             LOG.info("offline: no test-bed endpoint map (%s)", error)
             return None
-        ca = self.root / "var" / "testbed-ca.pem"
-        ca.parent.mkdir(parents=True, exist_ok=True)
-        ca.write_text(endpoints["root_ca_pem"])
-        endpoints["ca_file"] = str(ca)
-        return endpoints
+
+    @staticmethod
+    def use_library() -> None:
+        """lib/ beside this file: the bed's MQTT and HTTPS client, and paho-mqtt (build.py ships them)."""
+        if str(HERE / "lib") not in sys.path:
+            sys.path.insert(0, str(HERE / "lib"))
 
     def connect(self) -> bool:
-        sys_path = str(HERE / "lib")
-        import sys
-
-        if sys_path not in sys.path:
-            sys.path.insert(0, sys_path)
-        from client import DataPlaneClient  # paho-mqtt beside it, shipped by build.py
+        self.use_library()
+        from client import DataPlaneClient
 
         self.endpoints = self.load_endpoints()
         if not self.endpoints:
@@ -248,17 +245,12 @@ class V1Core:
             return {}
 
     def https(self, method: str, path: str, body: bytes | None = None) -> tuple:
-        context = ssl.create_default_context(cafile=self.endpoints["ca_file"])
-        context.load_cert_chain(self.certificate, self.private_key)
-        address = (self.endpoints["https"]["host"], self.endpoints["https"]["port"])
-        raw = socket.create_connection(address, timeout=60)
-        connection = http.client.HTTPSConnection(self.gg_host, timeout=60)
-        connection.sock = context.wrap_socket(raw, server_hostname=self.gg_host)
-        connection.request(method, path, body=body, headers={"Host": self.gg_host, "Content-Type": "application/json"})
-        answer = connection.getresponse()
-        data = answer.read()
-        connection.close()
-        return answer.status, data
+        from client import https_request
+
+        headers = {"Content-Type": "application/json"}
+        return https_request(
+            self.endpoints, self.gg_host, self.certificate, self.private_key, method, path, body, headers
+        )
 
     def fetch(self, path: str, what: str) -> bytes:
         status, data = self.https("GET", path)
