@@ -75,6 +75,14 @@ class InputError(ValueError):
 # ---------------------------------------------------------------------------
 
 
+@IoTErrorHandler.common_error_handler("get caller identity (STS)")
+@aws_retry()
+def caller_identity(sts_client):
+    """(partition, account) of the credentials in use; an STS error fails like the IoT calls, naming the call."""
+    identity = sts_client.get_caller_identity()
+    return identity["Arn"].split(":")[1], identity["Account"]
+
+
 @IoTErrorHandler.list_error_handler("describe thing", None)
 @aws_retry()
 def describe_thing(client, thing_name):

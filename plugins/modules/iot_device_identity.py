@@ -349,9 +349,7 @@ def account_of(module, *arns):
         if arn:
             parts = arn.split(":")
             return parts[1], parts[4]
-    sts = module.client("sts", retry_decorator=aws_retry())
-    identity = sts.get_caller_identity(aws_retry=True)
-    return identity["Arn"].split(":")[1], identity["Account"]
+    return iot.caller_identity(module.client("sts"))
 
 
 def thing_view(thing, groups):

@@ -282,3 +282,18 @@ def test_aws_generated_reuses_the_newest_active_and_rotate_replaces():
     assert plan.action == CertificatePlan.REUSE and plan.keep is newer
     plan = iot.plan_certificate("aws_generated", [newer, older], True)
     assert plan.action == CertificatePlan.ROTATE and plan.retire == [newer, older]
+
+
+def test_caller_identity_gives_partition_and_account_and_names_the_call_when_sts_fails():
+    import boto3
+    from ansible_collections.edgeml.greengrass.plugins.module_utils._iot import AnsibleIoTError
+    from botocore.stub import Stubber
+
+    sts = boto3.client("sts", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")  # noqa: S106 - stubbed
+    with Stubber(sts) as stub:
+        arn = "arn:aws-cn:iam::123456789012:user/deployer"
+        stub.add_response("get_caller_identity", {"Arn": arn, "Account": "123456789012", "UserId": "AIDA"})
+        assert iot.caller_identity(sts) == ("aws-cn", "123456789012")
+        stub.add_client_error("get_caller_identity", "AccessDenied", "not allowed", 403)
+        with pytest.raises(AnsibleIoTError, match="get caller identity"):
+            iot.caller_identity(sts)
