@@ -117,7 +117,15 @@ def measure_fleet(count: int, rounds: int, requests: int, workdir: Path, generat
             }
             inventory = host_vars_inventory(workdir / f"{generation}.yml", host_vars)
             environment = dict(os.environ, **endpoint.environment())
-            provisioned = run_site(SITE_PLAYBOOK, [bed.inventory, inventory], extra, environment, timeout=3600)
+            # The generation as an extra var too: local_testbed's host_vars (above inventory vars) make edge-03 V2.
+            provisioned = run_site(
+                SITE_PLAYBOOK,
+                [bed.inventory, inventory],
+                extra,
+                environment,
+                extra_vars={"edgeml_greengrass_generation": generation},
+                timeout=3600,
+            )
             if provisioned.run.returncode != 0:
                 raise RuntimeError(provisioned.describe())
             print(json.dumps({"devices": count, "site_yml_seconds": round(provisioned.seconds, 1)}), flush=True)
