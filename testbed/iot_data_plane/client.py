@@ -119,6 +119,15 @@ class DataPlaneClient:
         codes = self._suback_codes[mid]
         return Outcome(all(c < 0x80 for c in codes), "SUBACK %s" % codes, codes)
 
+    def subscribe_all(self, topic_filters, qos: int = 1) -> Outcome:
+        """Each filter in turn; the first refusal (naming its filter) ends it, else the last SUBACK."""
+        outcome = Outcome(True, "nothing to subscribe to")
+        for topic_filter in topic_filters:
+            outcome = self.subscribe(topic_filter, qos)
+            if not outcome.ok:
+                return Outcome(False, "%s: %s" % (topic_filter, outcome.detail), outcome.codes)
+        return outcome
+
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> Outcome:
         """QoS 1: accepted when PUBACKed; a broker that refuses the publish closes the connection instead."""
         info = self.mqtt.publish(topic, payload, qos=qos, retain=retain)
@@ -190,3 +199,20 @@ def https_request(
         return answer.status, answer.read()
     finally:
         connection.close()
+
+
+def kill_process_group(process, sig=None, wait: float = 5) -> None:
+    """Signal a child's whole process group (it called setsid), then SIGKILL it if it is still there after ``wait``."""
+    import os
+    import signal
+    import subprocess
+
+    try:
+        os.killpg(process.pid, signal.SIGKILL if sig is None else sig)
+        process.wait(timeout=wait)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()

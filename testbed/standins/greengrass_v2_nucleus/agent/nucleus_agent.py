@@ -134,18 +134,12 @@ class Nucleus:
             LOG.warning("MQTT connection to %s refused: %s", self.data_host, outcome.detail)
             return False
         jobs = "$aws/things/%s/jobs/" % self.thing
-        for topic in (
-            jobs + "notify-next",
-            jobs + "$next/get/accepted",
-            jobs + "$next/get/rejected",
-            jobs + "+/update/accepted",
-            jobs + "+/update/rejected",
-        ):
-            subscribed = client.subscribe(topic)
-            if not subscribed.ok:
-                LOG.warning("subscription to %s refused: %s", topic, subscribed.detail)
-                client.close()
-                return False
+        topics = ["notify-next", "$next/get/accepted", "$next/get/rejected", "+/update/accepted", "+/update/rejected"]
+        subscribed = client.subscribe_all([jobs + topic for topic in topics])
+        if not subscribed.ok:
+            LOG.warning("subscription refused: %s", subscribed.detail)
+            client.close()
+            return False
         self.mqtt = client
         with self.lock:
             filters = sorted(self.ipc.subscriptions) if self.ipc else []
@@ -666,15 +660,9 @@ def _architecture() -> str:
 
 
 def _kill_group(process: subprocess.Popen, sig=signal.SIGKILL, wait: float = 5) -> None:
-    try:
-        os.killpg(process.pid, sig)
-        process.wait(timeout=wait)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
+    from client import kill_process_group  # beside this file
+
+    kill_process_group(process, sig, wait)
 
 
 def _tail(path: str, size: int = 600) -> str:

@@ -144,9 +144,11 @@ class V1Core:
 
     @staticmethod
     def use_library() -> None:
-        """lib/ beside this file: the bed's MQTT and HTTPS client, and paho-mqtt (build.py ships them)."""
-        if str(HERE / "lib") not in sys.path:
-            sys.path.insert(0, str(HERE / "lib"))
+        """lib/ beside this file: the bed's MQTT and HTTPS client, and paho-mqtt (build.py ships them); run from the
+        repository (the unit tests), the client's source folder."""
+        library = HERE / "lib" if (HERE / "lib").is_dir() else HERE.parents[5] / "iot_data_plane"
+        if str(library) not in sys.path:
+            sys.path.insert(0, str(library))
 
     def connect(self) -> bool:
         self.use_library()
@@ -163,12 +165,11 @@ class V1Core:
             LOG.warning("MQTT connection to %s refused: %s", self.iot_host, outcome.detail)
             return False
         shadow = "$aws/things/%s-gda/shadow/" % self.thing
-        for topic in (shadow + "update/delta", shadow + "get/accepted", shadow + "get/rejected"):
-            subscribed = client.subscribe(topic)
-            if not subscribed.ok:
-                LOG.warning("subscription to %s refused: %s", topic, subscribed.detail)
-                client.close()
-                return False
+        subscribed = client.subscribe_all([shadow + "update/delta", shadow + "get/accepted", shadow + "get/rejected"])
+        if not subscribed.ok:
+            LOG.warning("subscription refused: %s", subscribed.detail)
+            client.close()
+            return False
         self.mqtt = client
         self.subscribe_cloud_subjects()
         client.publish(shadow + "get", "{}")
@@ -458,15 +459,10 @@ class V1Core:
         process = function.process
         if process is None or process.poll() is not None:
             return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=5)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
+        self.use_library()
+        from client import kill_process_group
+
+        kill_process_group(process, signal.SIGTERM)
 
     # --- routing and IPC -----------------------------------------------------------------------------
 
