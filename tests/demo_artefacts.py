@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import json
 import subprocess
 import sys
@@ -29,12 +31,22 @@ SAMPLE_BOXES = {(1, 2): (0, 0, 255), (2, 0): (255, 255, 0)}
 
 
 def model_archive(out: Path) -> Path:
+    """Byte for byte the same archive on every build (fixed member times and owners, gzip header without name or
+    time): the model's conversion for ONNX Runtime is keyed on the archive's sha256, and the test modules running side
+    by side share the controller's conversion cache, so archives that differed only in their timestamps would make
+    each module convert again and give the detector a new component version."""
     prefix = export_small_ssd(out / "model")
     archive = out / "small-ssd-model.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for suffix in ("-symbol.json", "-0000.params"):
             path = Path(f"{prefix}{suffix}")
-            tar.add(path, arcname=path.name)
+            data = path.read_bytes()
+            member = tarfile.TarInfo(path.name)
+            member.size, member.mode, member.mtime = len(data), 0o644, 0
+            tar.addfile(member, io.BytesIO(data))
+    with archive.open("wb") as stream, gzip.GzipFile(filename="", mode="wb", fileobj=stream, mtime=0) as packed:
+        packed.write(raw.getvalue())
     return archive
 
 
