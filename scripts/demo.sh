@@ -4,7 +4,7 @@
 #   bash scripts/demo.sh --keep     # leave devices and endpoint running to explore
 # It builds (once) the device image, starts the local AWS-compatible endpoint, boots 3 simulated
 # edge devices, runs playbooks/site.yml against them exactly as a user runs it against real
-# devices, then runs a smoke test on one device and brings the detections back to the controller.
+# devices, then asks every device over MQTT through Greengrass and brings its detections and an annotated PNG back.
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
@@ -70,7 +70,7 @@ if grep -E '^\S+ +: ok=[0-9]+ +changed=[1-9]' "$STATE/second-run.log"; then
 fi
 echo "second run: changed=0 on every device"
 
-step "smoke test: the deployed detector on a V1 device, and every V2 device asked over MQTT through Greengrass"
+step "smoke test: every device, V1 and V2, asked over MQTT through Greengrass (request in, detections out)"
 # mqtt_client.json: the way to the bed's broker (its port, the bed's CA) in place of AWS IoT's endpoint.
 ansible-playbook playbooks/smoke_test.yml \
   -i inventories/local_testbed -i "$STATE/devices.yml" -e "@$STATE/artefacts.yml" \
