@@ -107,6 +107,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from testbed.iot_data_plane import pki
+from testbed.iot_data_plane.greengrass_v1_data import FINAL_STATUSES, record_deployment_outcome
 
 
 def issue_certificate_for_csr(csr_pem: str) -> str:
@@ -151,7 +152,6 @@ def apply_fixes() -> None:
 _OUTCOMES_ATTR = "_testbed_deployment_outcomes"
 # Called with (account, region, deployment id) after a Greengrass V1 CreateDeployment made a deployment.
 V1_DEPLOYMENT_LISTENERS: list = []
-_FINAL_STATUSES = ("Success", "Failure")
 
 
 def _deployment_outcomes(backend) -> dict:
@@ -211,27 +211,20 @@ def apply_greengrass_fixes() -> None:
     # Fix 2e: CreateDeployment is idempotent with respect to the client token and the request parameters.
     original_create_deployment = GreengrassResponse.create_deployment
 
-    def _deployment_created(response, answer):
-        """Tell the group's core (the V1 data plane's notification), once per deployment made."""
-        try:
-            deployment_id = json.loads(answer[2] if isinstance(answer, tuple) else answer)["DeploymentId"]
-        except (ValueError, KeyError, TypeError, IndexError):
-            return
-        for listener in V1_DEPLOYMENT_LISTENERS:
-            listener(response.current_account, response.region, deployment_id)
-
+    # A deployment made (not a repeat answered from the token) is told to the group's core (the V1 data plane).
     def create_deployment(self):
         token = self.headers.get("X-Amzn-Client-Token")
-        if not token:
-            answer = original_create_deployment(self)
-            _deployment_created(self, answer)
-            return answer
-        key = (token, self.path.split("/")[-2], self.body if isinstance(self.body, str) else self.body.decode())
-        answers = self.greengrass_backend.__dict__.setdefault("_testbed_idempotent_deployments", {})
-        if key not in answers:
-            answers[key] = original_create_deployment(self)
-            _deployment_created(self, answers[key])
-        return answers[key]
+        if token:
+            key = (token, self.path.split("/")[-2], self.body if isinstance(self.body, str) else self.body.decode())
+            answers = self.greengrass_backend.__dict__.setdefault("_testbed_idempotent_deployments", {})
+            if key in answers:
+                return answers[key]
+        answer = original_create_deployment(self)  # moto's JSON answer; errors are raised
+        if token:
+            answers[key] = answer
+        for listener in V1_DEPLOYMENT_LISTENERS:
+            listener(self.current_account, self.region, json.loads(answer)["DeploymentId"])
+        return answer
 
     GreengrassResponse.create_deployment = create_deployment
 
@@ -242,13 +235,11 @@ def apply_greengrass_fixes() -> None:
         status = original_get_status(self, group_id, deployment_id)
         deployment = self.deployments[deployment_id]
         outcomes = _deployment_outcomes(self)
-        if deployment.deployment_status not in _FINAL_STATUSES:
+        if deployment.deployment_status not in FINAL_STATUSES:
             version_id = deployment.group_arn.rsplit("/", 1)[-1]
             outcome = outcomes.get(version_id) or outcomes.get(None)
             if outcome and outcome["status"] != deployment.deployment_status:
-                deployment.deployment_status = outcome["status"]
-                deployment.update_at_datetime = gg_models.utcnow()
-                deployment.testbed_outcome = outcome
+                record_deployment_outcome(deployment, outcome)
         status.deployment_status = deployment.deployment_status
         status.update_at_datetime = deployment.update_at_datetime
         status.testbed_outcome = getattr(deployment, "testbed_outcome", None)

@@ -34,6 +34,7 @@ bed serves the object itself); a deployment's Building phase; more than one core
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -49,6 +50,9 @@ RESOURCE_ARTIFACT_PATH = re.compile(_DEPLOYMENT + r"/artifacts/resources/([^/]+)
 STATUS_PATH = re.compile(_DEPLOYMENT + r"/cores/([^/]+)$")
 _SHADOW_GET = re.compile(r"^\$aws/things/(.+)-gda/shadow/get$")
 REPORTABLE = ("InProgress", "Success", "Failure")
+FINAL_STATUSES = ("Success", "Failure")
+# The deployment types a core is told of (ResetDeployments is not emulated, see above).
+NOTIFIED_TYPES = ("NewDeployment", "Redeployment")
 
 
 class V1DataPlaneError(Exception):
@@ -81,6 +85,31 @@ def _definition(versions: dict, arn: str | None) -> dict:
     except TypeError:
         answer = version.to_dict()
     return json.loads(json.dumps(answer.get("Definition") or {}))
+
+
+def record_deployment_outcome(deployment, outcome: dict) -> None:
+    """What the device side reported on a V1 deployment - a core through this data plane, or the test-bed control of
+    ``moto_server_with_fixes.py`` - as ``{"status", "error_message", "error_details"}``: GetDeploymentStatus answers
+    it from now on."""
+    from moto.greengrass import models as gg_models
+
+    deployment.deployment_status = outcome["status"]
+    deployment.update_at_datetime = gg_models.utcnow()
+    deployment.testbed_outcome = dict(outcome, error_details=outcome.get("error_details") or [])
+
+
+def _answers_errors(route):
+    """A route's V1DataPlaneError becomes its answer (status and message), logged as the bed logs refusals."""
+
+    @functools.wraps(route)
+    def answer(*args):
+        try:
+            return route(*args)
+        except V1DataPlaneError as error:
+            LOG.info("greengrass v1 data plane: %s %s", error.status, error)
+            return error.answer()
+
+    return answer
 
 
 class GreengrassV1DataPlane:
@@ -151,100 +180,80 @@ class GreengrassV1DataPlane:
         except Exception as error:  # noqa: BLE001 - moto's not-found errors differ by version
             raise V1DataPlaneError(404, "Lambda function %s: %s" % (function_arn, error)) from None
 
-    # --- HTTPS routes --------------------------------------------------------------------------------
+    # --- HTTPS routes (each answers its V1DataPlaneError as the error's status and message) -----------
 
-    def _answer(self, handler):
-        try:
-            return handler()
-        except V1DataPlaneError as error:
-            LOG.info("greengrass v1 data plane: %s %s", error.status, error)
-            return error.answer()
-
+    @_answers_errors
     def definition(self, principal, match, headers, body):
-        def handle():
-            backend, deployment = self._deployment(
-                principal, match.group(1), match.group(2), "greengrass:GetDeployment"
-            )
-            return 200, self._document(backend, deployment)
+        backend, deployment = self._deployment(principal, match.group(1), match.group(2), "greengrass:GetDeployment")
+        return 200, self._document(backend, deployment)
 
-        return self._answer(handle)
-
+    @_answers_errors
     def lambda_artifact(self, principal, match, headers, body):
-        def handle():
-            backend, deployment = self._deployment(
-                principal, match.group(1), match.group(2), "greengrass:GetDeploymentArtifacts"
-            )
-            function_arn = unquote(match.group(3))
-            if function_arn not in [f["FunctionArn"] for f in self._document(backend, deployment)["Functions"]]:
-                raise V1DataPlaneError(404, "%s is not a function of deployment %s" % (function_arn, deployment.id))
-            return 200, bytes(self._lambda(deployment, function_arn).code_bytes)
+        backend, deployment = self._deployment(
+            principal, match.group(1), match.group(2), "greengrass:GetDeploymentArtifacts"
+        )
+        function_arn = unquote(match.group(3))
+        if function_arn not in [f["FunctionArn"] for f in self._document(backend, deployment)["Functions"]]:
+            raise V1DataPlaneError(404, "%s is not a function of deployment %s" % (function_arn, deployment.id))
+        return 200, bytes(self._lambda(deployment, function_arn).code_bytes)
 
-        return self._answer(handle)
-
+    @_answers_errors
     def resource_artifact(self, principal, match, headers, body):
-        def handle():
-            from moto.s3.models import s3_backends
+        from moto.s3.models import s3_backends
 
-            backend, deployment = self._deployment(
-                principal, match.group(1), match.group(2), "greengrass:GetDeploymentArtifacts"
+        backend, deployment = self._deployment(
+            principal, match.group(1), match.group(2), "greengrass:GetDeploymentArtifacts"
+        )
+        resource_id = unquote(match.group(3))
+        resources = {r["Id"]: r for r in self._document(backend, deployment)["Resources"]}
+        model = ((resources.get(resource_id) or {}).get("ResourceDataContainer") or {}).get(
+            "S3MachineLearningModelResourceData"
+        )
+        if model is None:
+            raise V1DataPlaneError(
+                404, "%s is not an S3 machine learning resource of deployment %s" % (resource_id, deployment.id)
             )
-            resource_id = unquote(match.group(3))
-            resources = {r["Id"]: r for r in self._document(backend, deployment)["Resources"]}
-            model = ((resources.get(resource_id) or {}).get("ResourceDataContainer") or {}).get(
-                "S3MachineLearningModelResourceData"
-            )
-            if model is None:
-                raise V1DataPlaneError(
-                    404, "%s is not an S3 machine learning resource of deployment %s" % (resource_id, deployment.id)
-                )
-            bucket, _, key = model["S3Uri"][len("s3://") :].partition("/")
-            try:
-                stored = s3_backends[principal.account_id]["aws"].get_object(bucket, key)
-            except Exception as error:  # noqa: BLE001 - NoSuchBucket / NoSuchKey
-                raise V1DataPlaneError(404, "%s: %s" % (model["S3Uri"], error)) from None
-            if stored is None:
-                raise V1DataPlaneError(404, "%s does not exist" % model["S3Uri"])
-            return 200, bytes(stored.value)
+        bucket, _, key = model["S3Uri"][len("s3://") :].partition("/")
+        try:
+            stored = s3_backends[principal.account_id]["aws"].get_object(bucket, key)
+        except Exception as error:  # noqa: BLE001 - NoSuchBucket / NoSuchKey
+            raise V1DataPlaneError(404, "%s: %s" % (model["S3Uri"], error)) from None
+        if stored is None:
+            raise V1DataPlaneError(404, "%s does not exist" % model["S3Uri"])
+        return 200, bytes(stored.value)
 
-        return self._answer(handle)
-
+    @_answers_errors
     def update_status(self, principal, match, headers, body):
-        def handle():
-            thing_arn = unquote(match.group(3))
-            backend, deployment = self._deployment(
-                principal,
-                match.group(1),
-                match.group(2),
-                "greengrass:UpdateCoreDeploymentStatus",
-                "/cores/" + quote(thing_arn, safe=""),
+        thing_arn = unquote(match.group(3))
+        backend, deployment = self._deployment(
+            principal,
+            match.group(1),
+            match.group(2),
+            "greengrass:UpdateCoreDeploymentStatus",
+            "/cores/" + quote(thing_arn, safe=""),
+        )
+        if thing_arn not in [core.get("ThingArn") for core in self._cores(backend, deployment)]:
+            raise V1DataPlaneError(403, "%s is not the core of group %s" % (thing_arn, deployment.group_id))
+        try:
+            report = json.loads(body or b"{}")
+        except ValueError:
+            raise V1DataPlaneError(400, "the body is not JSON") from None
+        status = report.get("Status")
+        if status not in REPORTABLE:
+            raise V1DataPlaneError(400, "Status must be one of %s, got %r" % (", ".join(REPORTABLE), status))
+        if deployment.deployment_status in FINAL_STATUSES:
+            raise V1DataPlaneError(
+                409, "Deployment %s already ended %s" % (deployment.id, deployment.deployment_status)
             )
-            if thing_arn not in [core.get("ThingArn") for core in self._cores(backend, deployment)]:
-                raise V1DataPlaneError(403, "%s is not the core of group %s" % (thing_arn, deployment.group_id))
-            try:
-                report = json.loads(body or b"{}")
-            except ValueError:
-                raise V1DataPlaneError(400, "the body is not JSON") from None
-            status = report.get("Status")
-            if status not in REPORTABLE:
-                raise V1DataPlaneError(400, "Status must be one of %s, got %r" % (", ".join(REPORTABLE), status))
-            if deployment.deployment_status in ("Success", "Failure"):
-                raise V1DataPlaneError(
-                    409, "Deployment %s already ended %s" % (deployment.id, deployment.deployment_status)
-                )
-            from moto.greengrass import models as gg_models
-
-            deployment.deployment_status = status
-            deployment.update_at_datetime = gg_models.utcnow()
-            deployment.testbed_outcome = {
-                "status": status,
-                "error_message": report.get("ErrorMessage"),
-                "error_details": report.get("ErrorDetails") or [],
-            }
-            LOG.info("greengrass v1: deployment %s of group %s: %s reported %s", deployment.id, deployment.group_id,
-                     thing_arn, status)  # fmt: skip
-            return 200, {}
-
-        return self._answer(handle)
+        outcome = {
+            "status": status,
+            "error_message": report.get("ErrorMessage"),
+            "error_details": report.get("ErrorDetails"),
+        }
+        record_deployment_outcome(deployment, outcome)
+        LOG.info("greengrass v1: deployment %s of group %s: %s reported %s", deployment.id, deployment.group_id,
+                 thing_arn, status)  # fmt: skip
+        return 200, {}
 
     def routes(self, host: re.Pattern) -> list:
         return [
@@ -275,8 +284,8 @@ class GreengrassV1DataPlane:
         deployment = backend.deployments.get(deployment_id)
         if deployment is None or self.publish is None:
             return
-        if deployment.deployment_type not in ("NewDeployment", "Redeployment"):
-            return  # resets are not emulated (module docstring)
+        if deployment.deployment_type not in NOTIFIED_TYPES:
+            return
         for thing in self._core_things(backend, deployment):
             topic = "$aws/things/%s-gda/shadow/update/delta" % thing
             self.publish(topic, {"state": {"deployment": self._notice(deployment)}, "timestamp": int(time.time())})
@@ -292,9 +301,7 @@ class GreengrassV1DataPlane:
         backend = _backends(account_id, region)
         latest = None
         for deployment in list(backend.deployments.values()):
-            if deployment.deployment_type in ("NewDeployment", "Redeployment") and thing in self._core_things(
-                backend, deployment
-            ):
+            if deployment.deployment_type in NOTIFIED_TYPES and thing in self._core_things(backend, deployment):
                 latest = deployment
         if latest is None:
             return [
