@@ -184,14 +184,15 @@ def https_request(
     path: str,
     body=None,
     headers=None,
+    timeout: float = 30,
 ) -> tuple[int, bytes]:
     """One request to an AWS host name over mutual TLS with the device's certificate, sent to the bed's HTTPS port."""
     import http.client
 
     context = ssl.create_default_context(cafile=endpoints["ca_file"])
     context.load_cert_chain(certificate, private_key)
-    raw = socket.create_connection((endpoints["https"]["host"], endpoints["https"]["port"]), timeout=60)
-    connection = http.client.HTTPSConnection(server_name, timeout=60)
+    raw = socket.create_connection((endpoints["https"]["host"], endpoints["https"]["port"]), timeout=timeout)
+    connection = http.client.HTTPSConnection(server_name, timeout=timeout)
     connection.sock = context.wrap_socket(raw, server_hostname=server_name)
     try:
         connection.request(method, path, body=body, headers=dict(headers or {}, Host=server_name))

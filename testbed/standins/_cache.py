@@ -41,3 +41,16 @@ def build_command(doc: str, build, argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(json.dumps(build(args.out_dir)))
     return 0
+
+
+def paho_files() -> dict[str, bytes]:
+    """paho-mqtt's sources (pure Python, the controller's pinned copy) by path inside the package folder, for the
+    stand-ins that ship it beside their agents so a device needs nothing but python3."""
+    import paho
+
+    package = Path(paho.__file__).resolve().parent
+    return {
+        path.relative_to(package).as_posix(): path.read_bytes()
+        for path in sorted(package.rglob("*"))
+        if path.is_file() and path.suffix in (".py", ".typed")
+    }

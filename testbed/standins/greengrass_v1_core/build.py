@@ -18,7 +18,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from testbed.standins._cache import build_command, write_named_by_content
+from testbed.standins._cache import build_command, paho_files, write_named_by_content
 
 TREE = Path(__file__).resolve().parent / "tree"
 # 2020-01-01T00:00:00Z, about when Greengrass 1.11 shipped; any constant will do.
@@ -44,13 +44,8 @@ def _entries(tree: Path) -> list[Path]:
 def library_files() -> dict[str, bytes]:
     """greengrass/ggc/core/lib/: the bed's MQTT client and paho-mqtt (pure Python, the controller's pinned copy),
     which standin_deployer.py connects with, so the device needs nothing but python3."""
-    import paho
-
     files = {"greengrass/ggc/core/lib/client.py": (TREE.parents[2] / "iot_data_plane" / "client.py").read_bytes()}
-    package = Path(paho.__file__).resolve().parent
-    for path in sorted(package.rglob("*")):
-        if path.is_file() and path.suffix in (".py", ".typed"):
-            files[f"greengrass/ggc/core/lib/paho/{path.relative_to(package).as_posix()}"] = path.read_bytes()
+    files.update({f"greengrass/ggc/core/lib/paho/{name}": data for name, data in paho_files().items()})
     return files
 
 

@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from testbed.standins._cache import build_command, write_named_by_content
+from testbed.standins._cache import build_command, paho_files, write_named_by_content
 
 HERE = Path(__file__).resolve().parent
 TESTBED = HERE.parents[1]
@@ -103,8 +103,6 @@ def jar_bytes(classes: dict[str, bytes], ver: str) -> bytes:
 def agent_files() -> dict[str, tuple[bytes, int]]:
     """lib/agent/: the deployment agent (Python, run by the jar), the bed's IPC stand-in and MQTT client, and
     paho-mqtt (pure Python, the controller's pinned copy) so the device needs nothing but python3."""
-    import paho
-
     sources = {
         "nucleus_agent.py": HERE / "agent" / "nucleus_agent.py",
         "recipes.py": HERE / "agent" / "recipes.py",
@@ -112,10 +110,7 @@ def agent_files() -> dict[str, tuple[bytes, int]]:
         "client.py": TESTBED / "iot_data_plane" / "client.py",
     }
     files = {f"lib/agent/{name}": (path.read_bytes(), 0o644) for name, path in sources.items()}
-    package = Path(paho.__file__).resolve().parent
-    for path in sorted(package.rglob("*")):
-        if path.is_file() and path.suffix in (".py", ".typed"):
-            files[f"lib/agent/paho/{path.relative_to(package).as_posix()}"] = (path.read_bytes(), 0o644)
+    files.update({f"lib/agent/paho/{name}": (data, 0o644) for name, data in paho_files().items()})
     return files
 
 

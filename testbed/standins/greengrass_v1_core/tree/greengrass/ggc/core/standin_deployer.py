@@ -54,13 +54,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+HERE = Path(__file__).resolve().parent
+# lib/ beside this file: the bed's MQTT and HTTPS client and paho-mqtt (build.py ships them); run from the repository
+# (the unit tests), the client's source folder.
+sys.path.insert(0, str(HERE / "lib" if (HERE / "lib").is_dir() else HERE.parents[5] / "iot_data_plane"))
+
+from client import DataPlaneClient, https_request, kill_process_group, load_device_endpoints  # noqa: E402
+from paho.mqtt.client import topic_matches_sub as topic_matches  # noqa: E402 - MQTT filter matching, as subjects use
+
 LOG = logging.getLogger("standin-core")
 ENDPOINTS_FILE = os.environ.get("EDGEML_TESTBED_ENDPOINTS", "/etc/edgeml-testbed/endpoints.json")
 RETRY_SECONDS = 5
 ROUTER_ARN = "arn:aws:lambda:::function:GGRouter"
 SHADOW_ARN = "arn:aws:lambda:::function:GGShadowService"
 RUNTIMES = ("python3.7", "python3.8")
-HERE = Path(__file__).resolve().parent
 RUNTIME_DIR = HERE / "runtime" / "python"
 
 
@@ -68,20 +75,20 @@ class DeploymentFailed(Exception):
     pass
 
 
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT topic filter match (``+`` one level, ``#`` the rest), as subscriptions' subjects use them."""
-    wanted, parts = topic_filter.split("/"), topic.split("/")
-    for index, level in enumerate(wanted):
-        if level == "#":
-            return True
-        if index >= len(parts) or (level != "+" and level != parts[index]):
-            return False
-    return len(wanted) == len(parts)
-
-
 def routes(subscriptions: list, source: str, topic: str) -> list:
     """Targets of a message from ``source`` on ``topic``: one per subscription that matches, in order."""
     return [s["Target"] for s in subscriptions if s.get("Source") == source and topic_matches(s["Subject"], topic)]
+
+
+def _default_run_as(document: dict) -> dict:
+    """The group's default identity for its functions (FunctionDefinition DefaultConfig Execution RunAs), or {}."""
+    return ((document.get("FunctionDefaultConfig") or {}).get("Execution") or {}).get("RunAs") or {}
+
+
+def _readable(tree: Path) -> None:
+    """Folders 0755 and files 0644, so that a function's identity can read what root unpacked."""
+    for path in [tree, *tree.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
 class Function:
@@ -133,27 +140,13 @@ class V1Core:
     # --- connection ----------------------------------------------------------------------------------
 
     def load_endpoints(self):
-        self.use_library()
-        from client import load_device_endpoints  # shipped in lib/ by build.py
-
         try:
             return load_device_endpoints(ENDPOINTS_FILE, str(self.root / "var" / "testbed-ca.pem"))
         except (OSError, ValueError) as error:
             LOG.info("offline: no test-bed endpoint map (%s)", error)
             return None
 
-    @staticmethod
-    def use_library() -> None:
-        """lib/ beside this file: the bed's MQTT and HTTPS client, and paho-mqtt (build.py ships them); run from the
-        repository (the unit tests), the client's source folder."""
-        library = HERE / "lib" if (HERE / "lib").is_dir() else HERE.parents[5] / "iot_data_plane"
-        if str(library) not in sys.path:
-            sys.path.insert(0, str(library))
-
     def connect(self) -> bool:
-        self.use_library()
-        from client import DataPlaneClient
-
         self.endpoints = self.load_endpoints()
         if not self.endpoints:
             return False
@@ -246,11 +239,9 @@ class V1Core:
             return {}
 
     def https(self, method: str, path: str, body: bytes | None = None) -> tuple:
-        from client import https_request
-
         headers = {"Content-Type": "application/json"}
         return https_request(
-            self.endpoints, self.gg_host, self.certificate, self.private_key, method, path, body, headers
+            self.endpoints, self.gg_host, self.certificate, self.private_key, method, path, body, headers, timeout=60
         )
 
     def fetch(self, path: str, what: str) -> bytes:
@@ -291,17 +282,7 @@ class V1Core:
             LOG.error("deployment %s failed: %s", notice["deploymentId"], failure)
             self.report(notice, "Failure", str(failure))
             return
-        with self.lock:
-            old = list(self.functions.values())
-        for function in old:
-            self.stop_function(function)
-        with self.lock:
-            self.functions = {f.arn: f for f in functions}
-            self.subscriptions = document.get("Subscriptions") or []
-        self.subscribe_cloud_subjects()
-        for function in functions:
-            if function.pinned:
-                self.start_function(function)
+        self.activate(document, functions)
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(document))
         self.report(notice, "Success")
@@ -318,11 +299,9 @@ class V1Core:
                     "not implemented by the stand-in core: resource %s (%s)" % (resource["Id"], kinds)
                 )
             self.unpack_model(resource, base)
-        default_run_as = ((document.get("FunctionDefaultConfig") or {}).get("Execution") or {}).get("RunAs") or {}
-        functions = []
-        for config in document.get("Functions") or []:
-            functions.append(self.unpack_function(config, base, default_run_as))
-        return functions
+        return [
+            self.unpack_function(config, base, _default_run_as(document)) for config in document.get("Functions") or []
+        ]
 
     def unpack_model(self, resource: dict, base: str) -> None:
         model = resource["ResourceDataContainer"]["S3MachineLearningModelResourceData"]
@@ -344,8 +323,7 @@ class V1Core:
         except tarfile.TarError as error:
             shutil.rmtree(staging, ignore_errors=True)
             raise DeploymentFailed("model %s is not a tar archive: %s" % (model["S3Uri"], error)) from None
-        for path in [staging, *staging.rglob("*")]:
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        _readable(staging)
         shutil.rmtree(destination, ignore_errors=True)
         staging.rename(destination)
 
@@ -353,13 +331,13 @@ class V1Core:
         arn, runtime = config["FunctionArn"], config.get("Runtime")
         if runtime not in RUNTIMES:
             raise DeploymentFailed("not implemented by the stand-in core: runtime %s of %s" % (runtime, arn))
-        interpreter = (self.endpoints.get("lambda_runtimes") or {}).get(runtime) or shutil.which(runtime)
+        interpreter = self.interpreter(runtime)
         if not interpreter:
             raise DeploymentFailed("%s runs on %s, which is not on this device's PATH" % (arn, runtime))
         data = self.fetch(base + "/artifacts/lambda/" + quote(arn, safe=""), "Lambda " + arn)
         if base64.b64encode(hashlib.sha256(data).digest()).decode() != config.get("CodeSha256"):
             raise DeploymentFailed("the package of %s does not match its CodeSha256" % arn)
-        code_dir = self.root / "deployment" / "lambda" / arn.replace(":", "_")
+        code_dir = self.code_dir(arn)
         shutil.rmtree(code_dir, ignore_errors=True)
         code_dir.mkdir(parents=True)
         try:
@@ -367,9 +345,29 @@ class V1Core:
                 archive.extractall(code_dir)  # noqa: S202 - zipfile never writes outside code_dir
         except zipfile.BadZipFile:
             raise DeploymentFailed("the package of %s is not a zip file" % arn) from None
-        for path in [code_dir, *code_dir.rglob("*")]:
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        _readable(code_dir)
         return Function(config, code_dir, interpreter, default_run_as)
+
+    def interpreter(self, runtime: str | None) -> str | None:
+        """The executable a function's runtime runs with: the bed's map, else the runtime's name on PATH."""
+        return ((self.endpoints or {}).get("lambda_runtimes") or {}).get(runtime) or shutil.which(runtime or "")
+
+    def code_dir(self, function_arn: str) -> Path:
+        return self.root / "deployment" / "lambda" / function_arn.replace(":", "_")
+
+    def activate(self, document: dict, functions: list) -> None:
+        """The deployment's functions and subscriptions replace the running ones; its pinned functions start."""
+        with self.lock:
+            old = list(self.functions.values())
+        for function in old:
+            self.stop_function(function)
+        with self.lock:
+            self.functions = {f.arn: f for f in functions}
+            self.subscriptions = document.get("Subscriptions") or []
+        self.subscribe_cloud_subjects()
+        for function in functions:
+            if function.pinned:
+                self.start_function(function)
 
     def restore(self) -> None:
         """After a restart: run the last deployment's functions again (their files are still here)."""
@@ -377,20 +375,16 @@ class V1Core:
         if not document:
             return
         self.endpoints = self.endpoints or self.load_endpoints() or {}
-        default_run_as = ((document.get("FunctionDefaultConfig") or {}).get("Execution") or {}).get("RunAs") or {}
-        functions = []
-        for config in document.get("Functions") or []:
-            code_dir = self.root / "deployment" / "lambda" / config["FunctionArn"].replace(":", "_")
-            runtime = config.get("Runtime")
-            interpreter = (self.endpoints.get("lambda_runtimes") or {}).get(runtime) or shutil.which(runtime or "")
-            if interpreter and code_dir.is_dir():
-                functions.append(Function(config, code_dir, interpreter, default_run_as))
-        with self.lock:
-            self.functions = {f.arn: f for f in functions}
-            self.subscriptions = document.get("Subscriptions") or []
-        for function in functions:
-            if function.pinned:
-                self.start_function(function)
+        functions = [
+            Function(
+                config,
+                self.code_dir(config["FunctionArn"]),
+                self.interpreter(config.get("Runtime")),
+                _default_run_as(document),
+            )
+            for config in document.get("Functions") or []
+        ]
+        self.activate(document, [f for f in functions if f.interpreter and f.code_dir.is_dir()])
 
     # --- functions -----------------------------------------------------------------------------------
 
@@ -459,9 +453,6 @@ class V1Core:
         process = function.process
         if process is None or process.poll() is not None:
             return
-        self.use_library()
-        from client import kill_process_group
-
         kill_process_group(process, signal.SIGTERM)
 
     # --- routing and IPC -----------------------------------------------------------------------------
