@@ -25,7 +25,7 @@ import re
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry, client_token
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_call, client_token
 
 try:
     import botocore
@@ -594,7 +594,7 @@ def _kind_api(kind):
     return api, "%sDefinitionId" % api.capitalize(), "%sDefinitionVersionId" % api.capitalize()
 
 
-@aws_retry()
+@aws_call("list groups")
 def list_groups(client):
     return client.get_paginator("list_groups").paginate().build_full_result().get("Groups", [])
 
@@ -603,7 +603,7 @@ def find_groups_by_name(client, name):
     return [group for group in list_groups(client) if group.get("Name") == name]
 
 
-@aws_retry()
+@aws_call("get group")
 def get_group(client, group_id):
     try:
         return client.get_group(GroupId=group_id)
@@ -611,34 +611,34 @@ def get_group(client, group_id):
         return None
 
 
-@aws_retry()
+@aws_call("create group")
 def create_group(client, name, initial_version):
     return client.create_group(Name=name, InitialVersion=initial_version)
 
 
-@aws_retry()
+@aws_call("delete group")
 def delete_group(client, group_id):
     client.delete_group(GroupId=group_id)
 
 
-@aws_retry()
+@aws_call("create group version")
 def create_group_version(client, group_id, definition):
     return client.create_group_version(GroupId=group_id, **definition)
 
 
-@aws_retry()
+@aws_call("get group version")
 def get_group_version(client, group_id, version_id):
     return client.get_group_version(GroupId=group_id, GroupVersionId=version_id)
 
 
-@aws_retry()
+@aws_call("list group versions")
 def list_group_versions(client, group_id):
     return (
         client.get_paginator("list_group_versions").paginate(GroupId=group_id).build_full_result().get("Versions", [])
     )
 
 
-@aws_retry()
+@aws_call("get definition")
 def get_definition(client, kind, definition_id):
     api, id_key, _version_key = _kind_api(kind)
     try:
@@ -647,32 +647,32 @@ def get_definition(client, kind, definition_id):
         return None
 
 
-@aws_retry()
+@aws_call("list definitions")
 def list_definitions(client, kind):
     api = KINDS[kind]["api"]
     paginator = client.get_paginator("list_%s_definitions" % api)
     return paginator.paginate().build_full_result().get("Definitions", [])
 
 
-@aws_retry()
+@aws_call("get definition version")
 def get_definition_version(client, kind, definition_id, version_id):
     api, id_key, version_key = _kind_api(kind)
     return getattr(client, "get_%s_definition_version" % api)(**{id_key: definition_id, version_key: version_id})
 
 
-@aws_retry()
+@aws_call("list definition versions")
 def list_definition_versions(client, kind, definition_id):
     api, id_key, _version_key = _kind_api(kind)
     paginator = client.get_paginator("list_%s_definition_versions" % api)
     return paginator.paginate(**{id_key: definition_id}).build_full_result().get("Versions", [])
 
 
-@aws_retry()
+@aws_call("create definition")
 def create_definition(client, kind, name, initial_version):
     return getattr(client, "create_%s_definition" % KINDS[kind]["api"])(Name=name, InitialVersion=initial_version)
 
 
-@aws_retry()
+@aws_call("create definition version")
 def create_definition_version(client, kind, definition_id, content):
     api, id_key, _version_key = _kind_api(kind)
     arguments = dict(content)
@@ -680,7 +680,7 @@ def create_definition_version(client, kind, definition_id, content):
     return getattr(client, "create_%s_definition_version" % api)(**arguments)
 
 
-@aws_retry()
+@aws_call("delete definition")
 def delete_definition(client, kind, definition_id):
     api, id_key, _version_key = _kind_api(kind)
     try:
@@ -696,7 +696,7 @@ def _is_missing_role(error):
     return code in ("404", "NotFoundException", "ResourceNotFoundException", "IdNotFoundException") or status == 404
 
 
-@aws_retry()
+@aws_call("get associated role")
 def get_associated_role_arn(client, group_id):
     """The group's role ARN, or None when the group has no role."""
     try:
@@ -707,24 +707,24 @@ def get_associated_role_arn(client, group_id):
         raise
 
 
-@aws_retry()
+@aws_call("associate role")
 def associate_role(client, group_id, role_arn):
     client.associate_role_to_group(GroupId=group_id, RoleArn=role_arn)
 
 
-@aws_retry()
+@aws_call("disassociate role")
 def disassociate_role(client, group_id):
     client.disassociate_role_from_group(GroupId=group_id)
 
 
-@aws_retry()
+@aws_call("list deployments")
 def list_deployments(client, group_id):
     return (
         client.get_paginator("list_deployments").paginate(GroupId=group_id).build_full_result().get("Deployments", [])
     )
 
 
-@aws_retry()
+@aws_call("get deployment status")
 def get_deployment_status(client, group_id, deployment_id):
     status = client.get_deployment_status(GroupId=group_id, DeploymentId=deployment_id)
     status.pop("ResponseMetadata", None)
@@ -741,14 +741,14 @@ def create_deployment(client, group_id, version_id, deployment_type="NewDeployme
     return _create_deployment(client, arguments)
 
 
-@aws_retry()
+@aws_call("create deployment")
 def _create_deployment(client, arguments):
     result = client.create_deployment(**arguments)
     result.pop("ResponseMetadata", None)
     return result
 
 
-@aws_retry()
+@aws_call("reset deployments")
 def reset_deployments(client, group_id, force=True):
     result = client.reset_deployments(GroupId=group_id, Force=force)
     result.pop("ResponseMetadata", None)

@@ -30,7 +30,7 @@ from ansible.module_utils.common.yaml import HAS_YAML, yaml_load
 from ansible.module_utils.six import string_types
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry, client_token
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_call, client_token
 
 RECIPE_FORMAT_VERSION = "2020-01-25"
 # The tag that carries a component version's content hash, so a re-run can tell "same content"
@@ -442,7 +442,7 @@ def device_execution(thing_name, effective):
 # AWS calls (the caller reports ClientError/BotoCoreError with fail_json_aws)
 
 
-@aws_retry()
+@aws_call("list components")
 def list_components(client):
     paginator = client.get_paginator("list_components")
     return paginator.paginate(scope="PRIVATE").build_full_result().get("components", [])
@@ -455,7 +455,7 @@ def find_component(client, name):
     return None
 
 
-@aws_retry()
+@aws_call("list component versions")
 def list_component_versions(client, component_arn):
     paginator = client.get_paginator("list_component_versions")
     try:
@@ -464,7 +464,7 @@ def list_component_versions(client, component_arn):
         return []
 
 
-@aws_retry()
+@aws_call("describe component")
 def describe_component(client, version_arn):
     try:
         return client.describe_component(arn=version_arn)
@@ -472,7 +472,7 @@ def describe_component(client, version_arn):
         return None
 
 
-@aws_retry()
+@aws_call("get component recipe")
 def get_component_recipe(client, version_arn):
     response = client.get_component(arn=version_arn, recipeOutputFormat="JSON")
     recipe = response["recipe"]
@@ -485,12 +485,12 @@ def create_component_version(client, recipe, tags):
     return _create_component_version(client, json.dumps(recipe, sort_keys=True).encode("utf-8"), tags, client_token())
 
 
-@aws_retry()
+@aws_call("create component version")
 def _create_component_version(client, inline_recipe, tags, token):
     return client.create_component_version(inlineRecipe=inline_recipe, tags=tags or {}, clientToken=token)
 
 
-@aws_retry()
+@aws_call("delete component")
 def delete_component(client, version_arn):
     try:
         client.delete_component(arn=version_arn)
@@ -499,7 +499,7 @@ def delete_component(client, version_arn):
     return True
 
 
-@aws_retry()
+@aws_call("head S3 object")
 def head_s3_object(client, uri):
     """(etag, size) of an s3:// artifact, or None when it does not exist."""
     bucket, key = S3_URI_RE.match(uri).groups()
@@ -510,14 +510,14 @@ def head_s3_object(client, uri):
     return "%s:%s" % (head.get("ETag", "").strip('"'), head.get("ContentLength"))
 
 
-@aws_retry()
+@aws_call("list deployments")
 def list_deployments(client, target_arn, history="ALL"):
     paginator = client.get_paginator("list_deployments")
     result = paginator.paginate(targetArn=target_arn, historyFilter=history).build_full_result()
     return result.get("deployments", [])
 
 
-@aws_retry()
+@aws_call("get deployment")
 def get_deployment(client, deployment_id):
     try:
         return client.get_deployment(deploymentId=deployment_id)
@@ -530,17 +530,17 @@ def create_deployment(client, request):
     return _create_deployment(client, request, client_token())
 
 
-@aws_retry()
+@aws_call("create deployment")
 def _create_deployment(client, request, token):
     return client.create_deployment(clientToken=token, **request)
 
 
-@aws_retry()
+@aws_call("cancel deployment")
 def cancel_deployment(client, deployment_id):
     client.cancel_deployment(deploymentId=deployment_id)
 
 
-@aws_retry()
+@aws_call("delete deployment")
 def delete_deployment(client, deployment_id):
     try:
         client.delete_deployment(deploymentId=deployment_id)
@@ -549,14 +549,14 @@ def delete_deployment(client, deployment_id):
     return True
 
 
-@aws_retry()
+@aws_call("list core devices")
 def list_core_devices(client, thing_group_arn=None):
     paginator = client.get_paginator("list_core_devices")
     kwargs = {"thingGroupArn": thing_group_arn} if thing_group_arn else {}
     return paginator.paginate(**kwargs).build_full_result().get("coreDevices", [])
 
 
-@aws_retry()
+@aws_call("get core device")
 def get_core_device(client, thing_name):
     try:
         return client.get_core_device(coreDeviceThingName=thing_name)
@@ -564,7 +564,7 @@ def get_core_device(client, thing_name):
         return None
 
 
-@aws_retry()
+@aws_call("delete core device")
 def delete_core_device(client, thing_name):
     """DeleteCoreDevice; False when the core device was not (or no longer) there, as after a lost response."""
     try:
@@ -574,7 +574,7 @@ def delete_core_device(client, thing_name):
     return True
 
 
-@aws_retry()
+@aws_call("list effective deployments")
 def list_effective_deployments(client, thing_name):
     paginator = client.get_paginator("list_effective_deployments")
     try:

@@ -26,11 +26,8 @@ except ImportError:
     HAS_CRYPTOGRAPHY = False
 
 from ansible.module_utils.six.moves.urllib.parse import quote
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-from ansible_collections.amazon.aws.plugins.module_utils.errors import AWSErrorHandler
-from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.policy import compare_policies
-from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, aws_call
 
 THING_NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 THING_GROUP_NAME_RE = THING_NAME_RE
@@ -54,18 +51,6 @@ MAX_POLICY_VERSIONS = 5
 POLICY_NAME_SUFFIX = "-policy"
 
 
-class AnsibleIoTError(AnsibleAWSError):
-    pass
-
-
-class IoTErrorHandler(AWSErrorHandler):
-    _CUSTOM_EXCEPTION = AnsibleIoTError
-
-    @classmethod
-    def _is_missing(cls):
-        return is_boto3_error_code("ResourceNotFoundException")
-
-
 class InputError(ValueError):
     """A module input is wrong; the message names the input and what was expected."""
 
@@ -75,22 +60,19 @@ class InputError(ValueError):
 # ---------------------------------------------------------------------------
 
 
-@IoTErrorHandler.common_error_handler("get caller identity (STS)")
-@aws_retry()
+@aws_call("get caller identity (STS)")
 def caller_identity(sts_client):
     """(partition, account) of the credentials in use; an STS error fails like the IoT calls, naming the call."""
     identity = sts_client.get_caller_identity()
     return identity["Arn"].split(":")[1], identity["Account"]
 
 
-@IoTErrorHandler.list_error_handler("describe thing", None)
-@aws_retry()
+@aws_call("describe thing", missing=None)
 def describe_thing(client, thing_name):
     return client.describe_thing(thingName=thing_name)
 
 
-@IoTErrorHandler.common_error_handler("create thing")
-@aws_retry()
+@aws_call("create thing")
 def create_thing(client, thing_name, attributes):
     kwargs = {"thingName": thing_name}
     if attributes:
@@ -98,40 +80,35 @@ def create_thing(client, thing_name, attributes):
     return client.create_thing(**kwargs)
 
 
-@IoTErrorHandler.common_error_handler("update thing attributes")
-@aws_retry()
+@aws_call("update thing attributes")
 def merge_thing_attributes(client, thing_name, attributes):
     client.update_thing(thingName=thing_name, attributePayload={"attributes": attributes, "merge": True})
 
 
-@IoTErrorHandler.deletion_error_handler("delete thing")
-@aws_retry()
+@aws_call("delete thing", missing=False)
 def delete_thing(client, thing_name):
     client.delete_thing(thingName=thing_name)
     return True
 
 
-@IoTErrorHandler.list_error_handler("list thing groups for thing", [])
-@aws_retry()
+@aws_call("list thing groups for thing", missing=[])
 def list_thing_groups_for_thing(client, thing_name):
     paginator = client.get_paginator("list_thing_groups_for_thing")
     return [g["groupName"] for g in paginator.paginate(thingName=thing_name).build_full_result()["thingGroups"]]
 
 
-@IoTErrorHandler.list_error_handler("describe thing group", None)
-@aws_retry()
+@aws_call("describe thing group", missing=None)
 def describe_thing_group(client, group_name):
     return client.describe_thing_group(thingGroupName=group_name)
 
 
-@IoTErrorHandler.common_error_handler("create thing group")
-@aws_retry()
+@aws_call("create thing group")
 def _create_thing_group(client, group_name):
     return client.create_thing_group(thingGroupName=group_name)
 
 
 def error_code(error):
-    """The AWS error code behind an AnsibleIoTError, or None."""
+    """The AWS error code behind an AWSCallError, or None."""
     return (getattr(error.exception, "response", None) or {}).get("Error", {}).get("Code")
 
 
@@ -139,83 +116,72 @@ def create_thing_group(client, group_name):
     """Create the group; one made meanwhile by another device of the same run is the group we wanted."""
     try:
         return _create_thing_group(client, group_name)
-    except AnsibleIoTError as error:
+    except AWSCallError as error:
         if error_code(error) == "ResourceAlreadyExistsException":
             return describe_thing_group(client, group_name)
         raise
 
 
-@IoTErrorHandler.list_error_handler("list things", [])
-@aws_retry()
+@aws_call("list things", missing=[])
 def list_things(client):
     """Every thing of the account and region (name, ARN, type, attributes), in pages of the most AWS gives."""
     paginator = client.get_paginator("list_things")
     return paginator.paginate(maxResults=250).build_full_result()["things"]
 
 
-@IoTErrorHandler.list_error_handler("list things in thing group", [])
-@aws_retry()
+@aws_call("list things in thing group", missing=[])
 def list_things_in_thing_group(client, group_name):
     paginator = client.get_paginator("list_things_in_thing_group")
     return paginator.paginate(thingGroupName=group_name).build_full_result()["things"]
 
 
-@IoTErrorHandler.list_error_handler("list child thing groups", [])
-@aws_retry()
+@aws_call("list child thing groups", missing=[])
 def list_child_thing_groups(client, group_name):
     paginator = client.get_paginator("list_thing_groups")
     result = paginator.paginate(parentGroup=group_name, recursive=False).build_full_result()
     return [g["groupName"] for g in result["thingGroups"]]
 
 
-@IoTErrorHandler.deletion_error_handler("delete thing group")
-@aws_retry()
+@aws_call("delete thing group", missing=False)
 def delete_thing_group(client, group_name):
     # A group already gone (ResourceNotFoundException) counts as deleted: the handler returns False for it.
     client.delete_thing_group(thingGroupName=group_name)
 
 
-@IoTErrorHandler.common_error_handler("add thing to thing group")
-@aws_retry()
+@aws_call("add thing to thing group")
 def add_thing_to_thing_group(client, thing_name, group_name):
     client.add_thing_to_thing_group(thingName=thing_name, thingGroupName=group_name)
 
 
-@IoTErrorHandler.common_error_handler("remove thing from thing group")
-@aws_retry()
+@aws_call("remove thing from thing group")
 def remove_thing_from_thing_group(client, thing_name, group_name):
     client.remove_thing_from_thing_group(thingName=thing_name, thingGroupName=group_name)
 
 
-@IoTErrorHandler.list_error_handler("list thing principals", [])
-@aws_retry()
+@aws_call("list thing principals", missing=[])
 def list_thing_principals(client, thing_name):
     paginator = client.get_paginator("list_thing_principals")
     return paginator.paginate(thingName=thing_name).build_full_result()["principals"]
 
 
-@IoTErrorHandler.list_error_handler("list principal things", [])
-@aws_retry()
+@aws_call("list principal things", missing=[])
 def list_principal_things(client, principal):
     paginator = client.get_paginator("list_principal_things")
     return paginator.paginate(principal=principal).build_full_result()["things"]
 
 
-@IoTErrorHandler.common_error_handler("attach certificate to thing")
-@aws_retry()
+@aws_call("attach certificate to thing")
 def attach_thing_principal(client, thing_name, principal):
     client.attach_thing_principal(thingName=thing_name, principal=principal)
 
 
-@IoTErrorHandler.deletion_error_handler("detach certificate from thing")
-@aws_retry()
+@aws_call("detach certificate from thing", missing=False)
 def detach_thing_principal(client, thing_name, principal):
     client.detach_thing_principal(thingName=thing_name, principal=principal)
     return True
 
 
-@IoTErrorHandler.list_error_handler("describe certificate", None)
-@aws_retry()
+@aws_call("describe certificate", missing=None)
 def describe_certificate(client, certificate_id):
     return client.describe_certificate(certificateId=certificate_id)["certificateDescription"]
 
@@ -223,26 +189,22 @@ def describe_certificate(client, certificate_id):
 # Certificates are created INACTIVE and activated only once the policy and the thing are attached: a run
 # interrupted in between leaves an INACTIVE certificate (no working credential), which the next run finds by
 # its public key and completes instead of issuing another (see iot_device_identity).
-@IoTErrorHandler.common_error_handler("create certificate from CSR")
-@aws_retry()
+@aws_call("create certificate from CSR")
 def create_certificate_from_csr(client, csr_pem):
     return client.create_certificate_from_csr(certificateSigningRequest=csr_pem, setAsActive=False)
 
 
-@IoTErrorHandler.common_error_handler("create keys and certificate")
-@aws_retry()
+@aws_call("create keys and certificate")
 def create_keys_and_certificate(client):
     return client.create_keys_and_certificate(setAsActive=False)
 
 
-@IoTErrorHandler.common_error_handler("activate certificate")
-@aws_retry()
+@aws_call("activate certificate")
 def activate_certificate(client, certificate_id):
     client.update_certificate(certificateId=certificate_id, newStatus="ACTIVE")
 
 
-@IoTErrorHandler.list_error_handler("list certificates", [])
-@aws_retry()
+@aws_call("list certificates", missing=[])
 def list_certificates_created_since(client, since):
     """Certificates (id, arn, status, creationDate) created at or after ``since``, newest first.
 
@@ -260,27 +222,23 @@ def list_certificates_created_since(client, since):
         request["marker"] = page["nextMarker"]
 
 
-@IoTErrorHandler.common_error_handler("deactivate certificate")
-@aws_retry()
+@aws_call("deactivate certificate")
 def deactivate_certificate(client, certificate_id):
     client.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")
 
 
-@IoTErrorHandler.deletion_error_handler("delete certificate")
-@aws_retry()
+@aws_call("delete certificate", missing=False)
 def delete_certificate(client, certificate_id):
     client.delete_certificate(certificateId=certificate_id)
     return True
 
 
-@IoTErrorHandler.list_error_handler("get policy", None)
-@aws_retry()
+@aws_call("get policy", missing=None)
 def get_policy(client, policy_name):
     return client.get_policy(policyName=policy_name)
 
 
-@IoTErrorHandler.common_error_handler("create policy")
-@aws_retry()
+@aws_call("create policy")
 def _create_policy(client, policy_name, document):
     return client.create_policy(policyName=policy_name, policyDocument=json.dumps(document, sort_keys=True))
 
@@ -290,7 +248,7 @@ def created_or_existing(create, read, is_ours):
     create's own earlier attempt (its response lost, the call retried), else the error."""
     try:
         return create()
-    except AnsibleIoTError as error:
+    except AWSCallError as error:
         if error_code(error) == "ResourceAlreadyExistsException":
             existing = read()
             if existing and is_ours(existing):
@@ -307,70 +265,60 @@ def create_policy(client, policy_name, document):
     )
 
 
-@IoTErrorHandler.list_error_handler("list policy versions", [])
-@aws_retry()
+@aws_call("list policy versions", missing=[])
 def list_policy_versions(client, policy_name):
     # ListPolicyVersions has no paginator: AWS returns all (at most five) versions at once.
     return client.list_policy_versions(policyName=policy_name)["policyVersions"]
 
 
-@IoTErrorHandler.common_error_handler("create policy version")
-@aws_retry()
+@aws_call("create policy version")
 def create_policy_version(client, policy_name, document):
     return client.create_policy_version(
         policyName=policy_name, policyDocument=json.dumps(document, sort_keys=True), setAsDefault=True
     )
 
 
-@IoTErrorHandler.deletion_error_handler("delete policy version")
-@aws_retry()
+@aws_call("delete policy version", missing=False)
 def delete_policy_version(client, policy_name, version_id):
     client.delete_policy_version(policyName=policy_name, policyVersionId=version_id)
     return True
 
 
-@IoTErrorHandler.deletion_error_handler("delete policy")
-@aws_retry()
+@aws_call("delete policy", missing=False)
 def delete_policy(client, policy_name):
     client.delete_policy(policyName=policy_name)
     return True
 
 
-@IoTErrorHandler.list_error_handler("list attached policies", [])
-@aws_retry()
+@aws_call("list attached policies", missing=[])
 def list_attached_policies(client, target):
     paginator = client.get_paginator("list_attached_policies")
     return paginator.paginate(target=target, recursive=False).build_full_result()["policies"]
 
 
-@IoTErrorHandler.list_error_handler("list targets for policy", [])
-@aws_retry()
+@aws_call("list targets for policy", missing=[])
 def list_targets_for_policy(client, policy_name):
     paginator = client.get_paginator("list_targets_for_policy")
     return paginator.paginate(policyName=policy_name).build_full_result()["targets"]
 
 
-@IoTErrorHandler.common_error_handler("attach policy")
-@aws_retry()
+@aws_call("attach policy")
 def attach_policy(client, policy_name, target):
     client.attach_policy(policyName=policy_name, target=target)
 
 
-@IoTErrorHandler.deletion_error_handler("detach policy")
-@aws_retry()
+@aws_call("detach policy", missing=False)
 def detach_policy(client, policy_name, target):
     client.detach_policy(policyName=policy_name, target=target)
     return True
 
 
-@IoTErrorHandler.common_error_handler("describe endpoint")
-@aws_retry()
+@aws_call("describe endpoint")
 def describe_endpoint(client, endpoint_type):
     return client.describe_endpoint(endpointType=endpoint_type)["endpointAddress"]
 
 
-@IoTErrorHandler.common_error_handler("count account resources")
-@aws_retry()
+@aws_call("count account resources")
 def count_account_resources(client):
     """How many things, certificates and policies the account has in this region."""
     things = client.get_paginator("list_things").paginate().build_full_result()["things"]
@@ -379,14 +327,12 @@ def count_account_resources(client):
     return {"things": len(things), "certificates": len(certificates), "policies": len(policies)}
 
 
-@IoTErrorHandler.list_error_handler("describe role alias", None)
-@aws_retry()
+@aws_call("describe role alias", missing=None)
 def describe_role_alias(client, role_alias):
     return client.describe_role_alias(roleAlias=role_alias)["roleAliasDescription"]
 
 
-@IoTErrorHandler.common_error_handler("create role alias")
-@aws_retry()
+@aws_call("create role alias")
 def _create_role_alias(client, role_alias, role_arn, credential_duration_seconds):
     return client.create_role_alias(
         roleAlias=role_alias, roleArn=role_arn, credentialDurationSeconds=credential_duration_seconds
@@ -406,16 +352,14 @@ def create_role_alias(client, role_alias, role_arn, credential_duration_seconds)
     return {"roleAlias": role_alias, "roleAliasArn": created.get("roleAliasArn")}
 
 
-@IoTErrorHandler.common_error_handler("update role alias")
-@aws_retry()
+@aws_call("update role alias")
 def update_role_alias(client, role_alias, role_arn, credential_duration_seconds):
     return client.update_role_alias(
         roleAlias=role_alias, roleArn=role_arn, credentialDurationSeconds=credential_duration_seconds
     )
 
 
-@IoTErrorHandler.deletion_error_handler("delete role alias")
-@aws_retry()
+@aws_call("delete role alias", missing=False)
 def delete_role_alias(client, role_alias):
     client.delete_role_alias(roleAlias=role_alias)
 

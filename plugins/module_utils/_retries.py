@@ -3,7 +3,11 @@
 # Copyright (c) 2026 edgeml.greengrass maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""One retry policy for every AWS call this collection's module_utils make.
+"""One wrapper for every AWS call this collection's module_utils make: its retries and its errors.
+
+``aws_call(operation)`` retries what the services say is retryable (below), then raises any botocore error that
+remains as ``AWSCallError("Failed to <operation>: <AWS's message>")``; every module reports it with
+``fail_aws_call``, which adds what the call was for and AWS's error code and request ID (``fail_json_aws``).
 
 amazon.aws's ``AWSRetry`` retries EC2's throttling and transient codes only (``RequestLimitExceeded``,
 ``Throttling``, ``TooManyRequestsException``, ``InternalError``, ...). The services this collection calls
@@ -27,6 +31,9 @@ __metaclass__ = type
 
 import uuid
 
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+from ansible_collections.amazon.aws.plugins.module_utils.errors import AWSErrorHandler
+from ansible_collections.amazon.aws.plugins.module_utils.exceptions import AnsibleAWSError
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
 RETRYABLE_ERROR_CODES = (
@@ -46,6 +53,50 @@ def aws_retry(**kwargs):
     """``AWSRetry.jittered_backoff`` with the codes above; keyword arguments as jittered_backoff's."""
     extra = list(RETRYABLE_ERROR_CODES) + list(kwargs.pop("catch_extra_error_codes", None) or [])
     return AWSRetry.jittered_backoff(catch_extra_error_codes=extra, **kwargs)
+
+
+class AWSCallError(AnsibleAWSError):
+    """An AWS call that failed after its retries; the message names the operation."""
+
+
+class AWSCallErrorHandler(AWSErrorHandler):
+    _CUSTOM_EXCEPTION = AWSCallError
+
+    @classmethod
+    def _is_missing(cls):
+        # AWS IoT's and Greengrass V2's code for a resource that does not exist (their API references' errors).
+        return is_boto3_error_code("ResourceNotFoundException")
+
+
+_RAISE = object()
+
+
+def aws_call(operation, missing=_RAISE, **retry_kwargs):
+    """Decorate one service call: retried as ``aws_retry``, its botocore errors raised as ``AWSCallError``.
+
+    ``missing``: the value to return when the resource does not exist (``ResourceNotFoundException``), as
+    amazon.aws's ``list_error_handler`` (``None`` or ``[]`` for a read) and ``deletion_error_handler`` (``False``
+    for a delete of something already gone) do; left out, that error is raised like any other.
+    """
+    if missing is _RAISE:
+        handler = AWSCallErrorHandler.common_error_handler(operation)
+    else:
+        handler = AWSCallErrorHandler.list_error_handler(operation, missing)
+    retry = aws_retry(**retry_kwargs)
+
+    def wrapper(func):
+        return handler(retry(func))
+
+    return wrapper
+
+
+def fail_aws_call(module, error, context):
+    """Fail the module for an ``AWSCallError``: "<context>: Failed to <operation>: <AWS's message>", with AWS's
+    error code and request ID in the result as ``fail_json_aws`` gives them."""
+    message = "%s: %s" % (context, error.message) if context else error.message
+    if error.exception is None:
+        module.fail_json(msg=message)
+    module.fail_json_aws(error.exception, msg=message)
 
 
 def client_token():

@@ -138,13 +138,9 @@ rolled_back_to:
 import time  # noqa: E402
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, fail_aws_call  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _greengrass_v1 as gg  # noqa: E402
-
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
 
 POLL_SECONDS = 3
 
@@ -209,9 +205,9 @@ class DeploymentRun:
         if self.params["group_version_id"]:
             try:
                 gg.get_group_version(self.client, group["Id"], target)
-            except botocore.exceptions.ClientError as error:
-                self.module.fail_json_aws(
-                    error, msg="group_version_id %r is not a version of group %r" % (target, group.get("Name"))
+            except AWSCallError as error:
+                fail_aws_call(
+                    self.module, error, "group_version_id %r is not a version of group %r" % (target, group.get("Name"))
                 )
 
         deployments = gg.sort_deployments(gg.list_deployments(self.client, group["Id"]))
@@ -227,10 +223,10 @@ class DeploymentRun:
         summary = gg.group_summary(group)
 
         if decision == "none":
-            self.module.exit_json(changed=False, group=summary, deployment=_describe(latest, latest_status))
+            return dict(changed=False, group=summary, deployment=_describe(latest, latest_status))
         if decision == "deploy":
             if self.module.check_mode:
-                self.module.exit_json(
+                return dict(
                     changed=True, group=summary, deployment=_describe({"DeploymentType": "NewDeployment"}, None, target)
                 )
             deployment = gg.create_deployment(self.client, group["Id"], target)
@@ -241,7 +237,7 @@ class DeploymentRun:
 
         if not self.params["wait"] or self.module.check_mode:
             status = gg.get_deployment_status(self.client, group["Id"], deployment["DeploymentId"])
-            self.module.exit_json(changed=changed, group=summary, deployment=_describe(deployment, status, target))
+            return dict(changed=changed, group=summary, deployment=_describe(deployment, status, target))
 
         status, timed_out = self.wait_for(group["Id"], deployment["DeploymentId"])
         described = _describe(deployment, status, target)
@@ -260,7 +256,7 @@ class DeploymentRun:
                 deployment=described,
             )
         if status.get("DeploymentStatus") == "Success":
-            self.module.exit_json(changed=changed, group=summary, deployment=described)
+            return dict(changed=changed, group=summary, deployment=described)
 
         message = "Deployment %s of group %r version %s failed: %s%s" % (
             deployment["DeploymentId"],
@@ -296,15 +292,13 @@ class DeploymentRun:
         summary = gg.group_summary(group)
         deployments = gg.sort_deployments(gg.list_deployments(self.client, group["Id"]))
         if not deployments or deployments[0].get("DeploymentType") in ("ResetDeployment", "ForceResetDeployment"):
-            self.module.exit_json(
-                changed=False, group=summary, deployment=_describe(deployments[0], None) if deployments else {}
-            )
+            return dict(changed=False, group=summary, deployment=_describe(deployments[0], None) if deployments else {})
         if self.module.check_mode:
             kind = "ForceResetDeployment" if self.params["force_reset"] else "ResetDeployment"
-            self.module.exit_json(changed=True, group=summary, deployment=_describe({"DeploymentType": kind}, None))
+            return dict(changed=True, group=summary, deployment=_describe({"DeploymentType": kind}, None))
         reset = gg.reset_deployments(self.client, group["Id"], force=self.params["force_reset"])
         reset["DeploymentType"] = "ForceResetDeployment" if self.params["force_reset"] else "ResetDeployment"
-        self.module.exit_json(changed=True, group=summary, deployment=_describe(reset, None))
+        return dict(changed=True, group=summary, deployment=_describe(reset, None))
 
 
 def main():
@@ -336,18 +330,18 @@ def main():
 
     run = DeploymentRun(module, module.client("greengrass"))
     try:
-        if module.params["state"] == "present":
-            run.present()
-        else:
-            run.reset()
+        result = run.present() if module.params["state"] == "present" else run.reset()
     except gg.GreengrassInputError as error:
         module.fail_json(msg=str(error))
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        module.fail_json_aws(
+    except AWSCallError as error:
+        fail_aws_call(
+            module,
             error,
-            msg="Greengrass V1 deployment call failed for group %r"
+            "Greengrass V1 deployment call failed for group %r"
             % (module.params["group_name"] or module.params["group_id"]),
         )
+
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -478,13 +478,9 @@ deleted:
 
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, fail_aws_call  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _greengrass_v1 as gg  # noqa: E402
-
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
 
 GROUP_OWNER_SETTING = dict(
     type="dict",
@@ -639,7 +635,7 @@ class GroupRun:
     def fail(self, message, error=None):
         self._undo()
         if error is not None:
-            self.module.fail_json_aws(error, msg=message)
+            fail_aws_call(self.module, error, message)
         self.module.fail_json(msg=message)
 
     def _undo(self):
@@ -647,12 +643,12 @@ class GroupRun:
         if self.created_group_id:
             try:
                 gg.delete_group(self.client, self.created_group_id)
-            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+            except AWSCallError:
                 pass  # the original error is the one to report
         for kind, definition_id in self.created_definitions:
             try:
                 gg.delete_definition(self.client, kind, definition_id)
-            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+            except AWSCallError:
                 pass  # the original error is the one to report
         self.created_definitions = []
         self.created_group_id = None
@@ -727,7 +723,7 @@ class GroupRun:
             "definitions": dict((kind, gg.normalize_definition(kind, desired[kind])) for kind in desired),
             "role_arn": role_arn,
         }
-        self.module.exit_json(
+        return dict(
             changed=needs_group_version or role_changed or bool(orphans) or bool(duplicate_groups),
             group=gg.group_summary(group),
             definition_versions=dict((kind, arns[kind]) for kind in gg.KIND_ORDER if desired.get(kind)),
@@ -800,7 +796,7 @@ class GroupRun:
             if not self.module.check_mode:
                 for definition in definitions:
                     gg.delete_definition(self.client, definition["kind"], definition["id"])
-            self.module.exit_json(
+            return dict(
                 changed=bool(definitions),
                 group={},
                 deleted={"definitions": definitions} if definitions else {},
@@ -823,7 +819,7 @@ class GroupRun:
             gg.delete_group(self.client, group["Id"])
             for definition in definitions:
                 gg.delete_definition(self.client, definition["kind"], definition["id"])
-        self.module.exit_json(
+        return dict(
             changed=True,
             group={},
             deleted={
@@ -865,14 +861,13 @@ def main():
 
     run = GroupRun(module, module.client("greengrass"))
     try:
-        if module.params["state"] == "present":
-            run.present()
-        else:
-            run.absent()
+        result = run.present() if module.params["state"] == "present" else run.absent()
     except gg.GreengrassInputError as error:
         run.fail(str(error))
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+    except AWSCallError as error:
         run.fail("Greengrass V1 call failed for group %r" % module.params["name"], error)
+
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -146,13 +146,31 @@ definitions:
 
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, fail_aws_call  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _greengrass_v1 as gg  # noqa: E402
 
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
+
+def read_group(client, name, group_id):
+    """The group's summary, latest version, deployments and role; {} when there is no such group."""
+    group = gg.find_group(client, name=name, group_id=group_id)
+    if not group:
+        return {}
+    deployments = gg.describe_deployments(client, group["Id"])
+    latest_status = {}
+    if deployments:
+        latest_status = gg.snake_content(gg.get_deployment_status(client, group["Id"], deployments[0]["id"]))
+    return dict(
+        exists=True,
+        group=gg.group_summary(group),
+        latest_version=gg.describe_group_version(client, group["Id"], group["LatestVersion"])
+        if group.get("LatestVersion")
+        else {},
+        group_version_count=len(gg.list_group_versions(client, group["Id"])),
+        role_arn=gg.get_associated_role_arn(client, group["Id"]),
+        deployments=deployments,
+        latest_deployment_status=latest_status,
+    )
 
 
 def main():
@@ -193,29 +211,12 @@ def main():
         if not name and not group_id:
             result["groups"] = [gg.group_summary(group) for group in gg.list_groups(client)]
             result["exists"] = True
-            module.exit_json(**result)
-
-        group = gg.find_group(client, name=name, group_id=group_id)
-        if group:
-            deployments = gg.describe_deployments(client, group["Id"])
-            latest_status = {}
-            if deployments:
-                latest_status = gg.snake_content(gg.get_deployment_status(client, group["Id"], deployments[0]["id"]))
-            result.update(
-                exists=True,
-                group=gg.group_summary(group),
-                latest_version=gg.describe_group_version(client, group["Id"], group["LatestVersion"])
-                if group.get("LatestVersion")
-                else {},
-                group_version_count=len(gg.list_group_versions(client, group["Id"])),
-                role_arn=gg.get_associated_role_arn(client, group["Id"]),
-                deployments=deployments,
-                latest_deployment_status=latest_status,
-            )
+        else:
+            result.update(read_group(client, name, group_id))
     except gg.GreengrassInputError as error:
         module.fail_json(msg=str(error))
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        module.fail_json_aws(error, msg="Could not read Greengrass V1 group %r" % (name or group_id))
+    except AWSCallError as error:
+        fail_aws_call(module, error, "Could not read Greengrass V1 group %r" % (name or group_id))
     module.exit_json(**result)
 
 

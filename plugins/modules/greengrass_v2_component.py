@@ -147,13 +147,9 @@ deleted:
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, fail_aws_call  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _greengrass_v2 as gg2  # noqa: E402
-
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
 
 
 def _sorted_versions(versions):
@@ -191,10 +187,11 @@ class ComponentRun:
                 continue
             try:
                 fingerprint = gg2.head_s3_object(self.s3(), uri)
-            except botocore.exceptions.ClientError as error:
-                self.module.fail_json_aws(
+            except AWSCallError as error:
+                fail_aws_call(
+                    self.module,
                     error,
-                    msg="could not read recipe artifact %s (s3:HeadObject); grant it, or set check_artifacts: false "
+                    "could not read recipe artifact %s (s3:HeadObject); grant it, or set check_artifacts: false "
                     "to let only the recipe decide" % uri,
                 )
             if fingerprint is None:
@@ -232,7 +229,7 @@ class ComponentRun:
             )
         if action == "none":
             described = gg2.describe_component(self.client, versions[version])
-            self.module.exit_json(
+            return dict(
                 changed=False,
                 component=gg2.component_view(described, desired_hash),
                 versions=_sorted_versions(versions),
@@ -253,7 +250,7 @@ class ComponentRun:
                 "state": None,
                 "errors": {},
             }
-            self.module.exit_json(changed=True, component=predicted, versions=all_versions, diff=diff)
+            return dict(changed=True, component=predicted, versions=all_versions, diff=diff)
 
         tags = dict(self.params["tags"] or {})
         tags[gg2.HASH_TAG] = desired_hash
@@ -267,7 +264,7 @@ class ComponentRun:
                 % (self.name, version, view["status_message"], view["errors"]),
                 component=view,
             )
-        self.module.exit_json(changed=True, component=view, versions=all_versions, diff=diff)
+        return dict(changed=True, component=view, versions=all_versions, diff=diff)
 
     def absent(self):
         _arn, versions = self.existing()
@@ -287,12 +284,10 @@ class ComponentRun:
         if doomed and requested not in (None, "auto"):
             component = gg2.component_view(gg2.describe_component(self.client, versions[requested]))
         if not doomed or self.module.check_mode:
-            self.module.exit_json(
-                changed=bool(doomed), component=component, versions=remaining, deleted=doomed, diff=diff
-            )
+            return dict(changed=bool(doomed), component=component, versions=remaining, deleted=doomed, diff=diff)
         for version in doomed:
             gg2.delete_component(self.client, versions[version])
-        self.module.exit_json(changed=True, component=component, versions=remaining, deleted=doomed, diff=diff)
+        return dict(changed=True, component=component, versions=remaining, deleted=doomed, diff=diff)
 
 
 def validated_inputs(module):
@@ -346,12 +341,11 @@ def main():
     recipe, name = validated_inputs(module)
     run = ComponentRun(module, recipe, name)
     try:
-        if module.params["state"] == "present":
-            run.present()
-        else:
-            run.absent()
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        module.fail_json_aws(error, msg="Greengrass V2 component call failed for %s" % name)
+        result = run.present() if module.params["state"] == "present" else run.absent()
+    except AWSCallError as error:
+        fail_aws_call(module, error, "Greengrass V2 component call failed for %s" % name)
+
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

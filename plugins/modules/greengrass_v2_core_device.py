@@ -69,14 +69,10 @@ core_device:
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, fail_aws_call  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _greengrass_v2 as gg2  # noqa: E402
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot  # noqa: E402
-
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
 
 
 def view(described):
@@ -112,8 +108,8 @@ def main():
         if changed and not module.check_mode:
             # False when it went away in between (or a lost response's retry): the end state is the same.
             gg2.delete_core_device(client, thing_name)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        module.fail_json_aws(error, msg="Greengrass V2 core device {0}".format(thing_name))
+    except AWSCallError as error:
+        fail_aws_call(module, error, "Greengrass V2 core device {0}".format(thing_name))
 
     result = dict(changed=changed, core_device=before)
     if module._diff:

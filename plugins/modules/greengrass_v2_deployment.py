@@ -298,14 +298,10 @@ deleted:
 import time  # noqa: E402
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, fail_aws_call  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _greengrass_v2 as gg2  # noqa: E402
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot  # noqa: E402
-
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
 
 POLL_SECONDS = 3
 
@@ -400,9 +396,7 @@ class DeploymentRun:
         components = dict(kept_components=sorted(plan.kept), removed_components=plan.removed)
         if changed and self.module.check_mode:
             predicted = dict(request, deploymentStatus="ACTIVE", isLatestForTarget=True)
-            self.module.exit_json(
-                changed=True, deployment=gg2.deployment_view(predicted), devices=[], diff=diff, **components
-            )
+            return dict(changed=True, deployment=gg2.deployment_view(predicted), devices=[], diff=diff, **components)
         if changed:
             request["tags"] = dict(self.params["tags"] or {}, **gg2.ownership_tags(asked))
             created = gg2.create_deployment(self.client, request)
@@ -423,10 +417,10 @@ class DeploymentRun:
                 "nucleus registers" % self.params["thing_group"]
             )
         if not self.params["wait"] or self.module.check_mode:
-            self.module.exit_json(**result)
+            return result
         failed = [d for d in devices if d["status"] not in gg2.SUCCESS_EXECUTION_STATUSES]
         if not failed:
-            self.module.exit_json(**result)
+            return result
         details = "; ".join(
             "%s: %s%s%s"
             % (
@@ -461,17 +455,17 @@ class DeploymentRun:
         plan = self.plan_components(group_arn, {}, latest)
         # A canceled latest deployment is not brought back for the others' sake: the devices keep what they have.
         if plan.kept and latest.get("deploymentStatus") != "CANCELED":
-            self.keep_only_others(latest, plan)
+            return self.keep_only_others(latest, plan)
         deployments = gg2.list_deployments(self.client, group_arn, "ALL") if group_arn else []
         doomed = [d["deploymentId"] for d in deployments]
         result = dict(changed=bool(doomed), deleted=doomed, kept_components=[], removed_components=plan.removed)
         if not doomed or self.module.check_mode:
-            self.module.exit_json(**result)
+            return result
         for deployment in deployments:
             if deployment.get("deploymentStatus") == "ACTIVE":
                 gg2.cancel_deployment(self.client, deployment["deploymentId"])
             gg2.delete_deployment(self.client, deployment["deploymentId"])
-        self.module.exit_json(**result)
+        return result
 
     def keep_only_others(self, latest, plan):
         """state=absent when the group's latest deployment also carries others' components: a deployment of those
@@ -480,7 +474,7 @@ class DeploymentRun:
         result = dict(changed=bool(plan.removed), deleted=[], kept_components=sorted(plan.kept))
         result["removed_components"] = plan.removed
         if not plan.removed:
-            self.module.exit_json(deployment=gg2.deployment_view(latest), **result)
+            return dict(deployment=gg2.deployment_view(latest), **result)
         request = dict(
             (key, latest[key])
             for key in ("targetArn", "deploymentName", "deploymentPolicies", "iotJobConfiguration")
@@ -492,11 +486,9 @@ class DeploymentRun:
             request["tags"] = tags
         if self.module.check_mode:
             predicted = dict(request, deploymentStatus="ACTIVE", isLatestForTarget=True)
-            self.module.exit_json(deployment=gg2.deployment_view(predicted), **result)
+            return dict(deployment=gg2.deployment_view(predicted), **result)
         created = gg2.create_deployment(self.client, request)
-        self.module.exit_json(
-            deployment=gg2.deployment_view(gg2.get_deployment(self.client, created["deploymentId"])), **result
-        )
+        return dict(deployment=gg2.deployment_view(gg2.get_deployment(self.client, created["deploymentId"])), **result)
 
 
 def validate(module):
@@ -603,18 +595,15 @@ def main():
     validate(module)
     run = DeploymentRun(module)
     try:
-        if module.params["state"] == "present":
-            run.present()
-        else:
-            run.absent()
+        result = run.present() if module.params["state"] == "present" else run.absent()
     except gg2.GreengrassV2InputError as error:
         module.fail_json(msg="Invalid greengrass_v2_deployment input: %s" % error)
-    except iot.AnsibleIoTError as error:
-        module.fail_json_aws_error(error)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        module.fail_json_aws(
-            error, msg="Greengrass V2 deployment call failed for thing group %r" % module.params["thing_group"]
+    except AWSCallError as error:
+        fail_aws_call(
+            module, error, "Greengrass V2 deployment call failed for thing group %r" % module.params["thing_group"]
         )
+
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -81,14 +81,10 @@ core_devices:
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, fail_aws_call  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _greengrass_v2 as gg2  # noqa: E402
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot  # noqa: E402
-
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
 
 
 def read_components(client, name, include_recipes):
@@ -153,10 +149,8 @@ def main():
         )
         if module.params["thing_group"]:
             result["deployments"], result["core_devices"] = read_group(module, client, module.params["thing_group"])
-    except iot.AnsibleIoTError as error:
-        module.fail_json_aws_error(error)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        module.fail_json_aws(error, msg="Reading Greengrass V2 failed")
+    except AWSCallError as error:
+        fail_aws_call(module, error, "Reading Greengrass V2 failed")
     module.exit_json(**result)
 
 

@@ -304,10 +304,10 @@ import datetime  # noqa: E402
 import json  # noqa: E402
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
-from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, aws_retry, fail_aws_call  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot  # noqa: E402
-from ansible_collections.edgeml.greengrass.plugins.module_utils._iot import AnsibleIoTError, InputError  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._iot import InputError  # noqa: E402
 
 
 def validate(params):
@@ -680,8 +680,8 @@ def main():
             result = ensure_present(module, client, checked)
     except InputError as exc:
         module.fail_json(msg=str(exc))
-    except AnsibleIoTError as exc:
-        module.fail_json_aws_error(exc)
+    except AWSCallError as exc:
+        fail_aws_call(module, exc, None)
     module.exit_json(**result)
 
 

@@ -140,10 +140,10 @@ account_counts:
 import json  # noqa: E402
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
-from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import aws_retry  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, aws_retry, fail_aws_call  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot  # noqa: E402
-from ansible_collections.edgeml.greengrass.plugins.module_utils._iot import AnsibleIoTError, InputError  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._iot import InputError  # noqa: E402
 
 
 def read_identity(client, thing_name):
@@ -197,8 +197,8 @@ def main():
         result["endpoints"] = iot.describe_endpoints(client)
         if module.params["count_account_resources"]:
             result["account_counts"] = iot.count_account_resources(client)
-    except AnsibleIoTError as exc:
-        module.fail_json_aws_error(exc)
+    except AWSCallError as exc:
+        fail_aws_call(module, exc, None)
     module.exit_json(changed=False, **result)
 
 

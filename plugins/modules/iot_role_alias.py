@@ -98,6 +98,7 @@ role_alias:
 import re  # noqa: E402
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, fail_aws_call  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot  # noqa: E402
 
@@ -176,8 +177,8 @@ def main():
                     else:
                         iot.update_role_alias(*args)
                     after = view(iot.describe_role_alias(client, name))
-    except iot.AnsibleIoTError as error:
-        module.fail_json_aws_error(error)
+    except AWSCallError as error:
+        fail_aws_call(module, error, None)
 
     changed = before != after
     result = dict(changed=changed, role_alias=after)

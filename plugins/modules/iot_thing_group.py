@@ -68,14 +68,10 @@ kept_because:
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, fail_aws_call  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _greengrass_v2 as gg2  # noqa: E402
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot  # noqa: E402
-
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
 
 
 def view(described):
@@ -130,10 +126,8 @@ def main():
                 after = None
                 if not module.check_mode:
                     iot.delete_thing_group(client, name)
-    except iot.AnsibleIoTError as error:
-        module.fail_json_aws_error(error)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        module.fail_json_aws(error, msg="thing group {0}".format(name))
+    except AWSCallError as error:
+        fail_aws_call(module, error, "thing group {0}".format(name))
 
     result = dict(changed=before != after, thing_group=after, kept_because=kept_because)
     if module._diff:

@@ -286,7 +286,7 @@ def test_aws_generated_reuses_the_newest_active_and_rotate_replaces():
 
 def test_caller_identity_gives_partition_and_account_and_names_the_call_when_sts_fails():
     import boto3
-    from ansible_collections.edgeml.greengrass.plugins.module_utils._iot import AnsibleIoTError
+    from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError
     from botocore.stub import Stubber
 
     sts = boto3.client("sts", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")  # noqa: S106 - stubbed
@@ -295,5 +295,5 @@ def test_caller_identity_gives_partition_and_account_and_names_the_call_when_sts
         stub.add_response("get_caller_identity", {"Arn": arn, "Account": "123456789012", "UserId": "AIDA"})
         assert iot.caller_identity(sts) == ("aws-cn", "123456789012")
         stub.add_client_error("get_caller_identity", "AccessDenied", "not allowed", 403)
-        with pytest.raises(AnsibleIoTError, match="get caller identity"):
+        with pytest.raises(AWSCallError, match="get caller identity"):
             iot.caller_identity(sts)

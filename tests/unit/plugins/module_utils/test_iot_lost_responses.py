@@ -11,6 +11,7 @@ import json
 import boto3
 import pytest
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError
 from botocore.stub import Stubber
 
 DOCUMENT = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}]}
@@ -56,7 +57,7 @@ def test_policy_that_exists_with_another_document_is_an_error(stubbed):
     stubber.add_response(
         "get_policy", {"policyName": "cam-1-policy", "policyArn": POLICY_ARN, "policyDocument": json.dumps(other)}
     )
-    with pytest.raises(iot.AnsibleIoTError) as raised:
+    with pytest.raises(AWSCallError) as raised:
         iot.create_policy(client, "cam-1-policy", DOCUMENT)
     assert iot.error_code(raised.value) == "ResourceAlreadyExistsException"
 
@@ -74,5 +75,5 @@ def test_role_alias_that_exists_otherwise_is_an_error(stubbed, role_arn, duratio
     client, stubber = stubbed
     already_exists(stubber, "create_role_alias")
     existing_alias(stubber, role_arn, duration)
-    with pytest.raises(iot.AnsibleIoTError):
+    with pytest.raises(AWSCallError):
         iot.create_role_alias(client, "edge-tes-alias", ROLE_ARN, 3600)
