@@ -140,7 +140,7 @@ account_counts:
 import json  # noqa: E402
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule  # noqa: E402
-from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, aws_retry, fail_aws_call  # noqa: E402
+from ansible_collections.edgeml.greengrass.plugins.module_utils._retries import AWSCallError, fail_aws_call  # noqa: E402
 
 from ansible_collections.edgeml.greengrass.plugins.module_utils import _iot as iot  # noqa: E402
 from ansible_collections.edgeml.greengrass.plugins.module_utils._iot import InputError  # noqa: E402
@@ -191,7 +191,7 @@ def main():
     except InputError as exc:
         module.fail_json(msg=str(exc))
 
-    client = module.client("iot", retry_decorator=aws_retry())
+    client = module.client("iot")
     try:
         result = read_identity(client, module.params["thing_name"])
         result["endpoints"] = iot.describe_endpoints(client)
