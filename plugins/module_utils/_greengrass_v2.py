@@ -439,7 +439,7 @@ def device_execution(thing_name, effective):
 
 
 # ---------------------------------------------------------------------------------------------
-# AWS calls (the caller reports ClientError/BotoCoreError with fail_json_aws)
+# AWS calls (each raises AWSCallError naming its operation; the modules report it with fail_aws_call)
 
 
 @aws_call("list components")
@@ -455,21 +455,15 @@ def find_component(client, name):
     return None
 
 
-@aws_call("list component versions")
+@aws_call("list component versions", missing=[])
 def list_component_versions(client, component_arn):
     paginator = client.get_paginator("list_component_versions")
-    try:
-        return paginator.paginate(arn=component_arn).build_full_result().get("componentVersions", [])
-    except is_boto3_error_code("ResourceNotFoundException"):
-        return []
+    return paginator.paginate(arn=component_arn).build_full_result().get("componentVersions", [])
 
 
-@aws_call("describe component")
+@aws_call("describe component", missing=None)
 def describe_component(client, version_arn):
-    try:
-        return client.describe_component(arn=version_arn)
-    except is_boto3_error_code("ResourceNotFoundException"):
-        return None
+    return client.describe_component(arn=version_arn)
 
 
 @aws_call("get component recipe")
@@ -490,12 +484,9 @@ def _create_component_version(client, inline_recipe, tags, token):
     return client.create_component_version(inlineRecipe=inline_recipe, tags=tags or {}, clientToken=token)
 
 
-@aws_call("delete component")
+@aws_call("delete component", missing=False)
 def delete_component(client, version_arn):
-    try:
-        client.delete_component(arn=version_arn)
-    except is_boto3_error_code("ResourceNotFoundException"):
-        return False
+    client.delete_component(arn=version_arn)
     return True
 
 
@@ -517,12 +508,9 @@ def list_deployments(client, target_arn, history="ALL"):
     return result.get("deployments", [])
 
 
-@aws_call("get deployment")
+@aws_call("get deployment", missing=None)
 def get_deployment(client, deployment_id):
-    try:
-        return client.get_deployment(deploymentId=deployment_id)
-    except is_boto3_error_code("ResourceNotFoundException"):
-        return None
+    return client.get_deployment(deploymentId=deployment_id)
 
 
 def create_deployment(client, request):
@@ -540,12 +528,9 @@ def cancel_deployment(client, deployment_id):
     client.cancel_deployment(deploymentId=deployment_id)
 
 
-@aws_call("delete deployment")
+@aws_call("delete deployment", missing=False)
 def delete_deployment(client, deployment_id):
-    try:
-        client.delete_deployment(deploymentId=deployment_id)
-    except is_boto3_error_code("ResourceNotFoundException"):
-        return False
+    client.delete_deployment(deploymentId=deployment_id)
     return True
 
 
@@ -556,31 +541,22 @@ def list_core_devices(client, thing_group_arn=None):
     return paginator.paginate(**kwargs).build_full_result().get("coreDevices", [])
 
 
-@aws_call("get core device")
+@aws_call("get core device", missing=None)
 def get_core_device(client, thing_name):
-    try:
-        return client.get_core_device(coreDeviceThingName=thing_name)
-    except is_boto3_error_code("ResourceNotFoundException"):
-        return None
+    return client.get_core_device(coreDeviceThingName=thing_name)
 
 
-@aws_call("delete core device")
+@aws_call("delete core device", missing=False)
 def delete_core_device(client, thing_name):
     """DeleteCoreDevice; False when the core device was not (or no longer) there, as after a lost response."""
-    try:
-        client.delete_core_device(coreDeviceThingName=thing_name)
-    except is_boto3_error_code("ResourceNotFoundException"):
-        return False
+    client.delete_core_device(coreDeviceThingName=thing_name)
     return True
 
 
-@aws_call("list effective deployments")
+@aws_call("list effective deployments", missing=[])
 def list_effective_deployments(client, thing_name):
     paginator = client.get_paginator("list_effective_deployments")
-    try:
-        return paginator.paginate(coreDeviceThingName=thing_name).build_full_result().get("effectiveDeployments", [])
-    except is_boto3_error_code("ResourceNotFoundException"):
-        return []
+    return paginator.paginate(coreDeviceThingName=thing_name).build_full_result().get("effectiveDeployments", [])
 
 
 def latest_deployment(client, target_arn):
