@@ -61,27 +61,32 @@ class AWSCallError(AnsibleAWSError):
 
 class AWSCallErrorHandler(AWSErrorHandler):
     _CUSTOM_EXCEPTION = AWSCallError
+    # AWS IoT's and Greengrass V2's code for a resource that does not exist (their API references' errors).
+    MISSING_CODES = ("ResourceNotFoundException",)
 
     @classmethod
     def _is_missing(cls):
-        # AWS IoT's and Greengrass V2's code for a resource that does not exist (their API references' errors).
-        return is_boto3_error_code("ResourceNotFoundException")
+        return is_boto3_error_code(list(cls.MISSING_CODES))
 
 
 _RAISE = object()
 
 
-def aws_call(operation, missing=_RAISE, **retry_kwargs):
+def aws_call(operation, missing=_RAISE, missing_codes=None, **retry_kwargs):
     """Decorate one service call: retried as ``aws_retry``, its botocore errors raised as ``AWSCallError``.
 
-    ``missing``: the value to return when the resource does not exist (``ResourceNotFoundException``), as
-    amazon.aws's ``list_error_handler`` (``None`` or ``[]`` for a read) and ``deletion_error_handler`` (``False``
-    for a delete of something already gone) do; left out, that error is raised like any other.
+    ``missing``: the value to return when the resource does not exist, as amazon.aws's ``list_error_handler``
+    (``None`` or ``[]`` for a read) and ``deletion_error_handler`` (``False`` for a delete of something already gone)
+    do; left out, that error is raised like any other. ``missing_codes``: the error codes that mean it does not exist,
+    for a service that says so otherwise than ``ResourceNotFoundException`` (Greengrass V1).
     """
+    handler_class = AWSCallErrorHandler
+    if missing_codes is not None:
+        handler_class = type("AWSCallErrorHandler", (AWSCallErrorHandler,), {"MISSING_CODES": tuple(missing_codes)})
     if missing is _RAISE:
-        handler = AWSCallErrorHandler.common_error_handler(operation)
+        handler = handler_class.common_error_handler(operation)
     else:
-        handler = AWSCallErrorHandler.list_error_handler(operation, missing)
+        handler = handler_class.list_error_handler(operation, missing)
     retry = aws_retry(**retry_kwargs)
 
     def wrapper(func):

@@ -94,6 +94,25 @@ def test_aws_call_missing_gives_the_value_for_a_resource_that_does_not_exist():
         describe("UnauthorizedException")
 
 
+def test_aws_call_missing_codes_say_what_not_found_is_for_that_service():
+    # Greengrass V1 answers an unknown ID with IdNotFoundException; its reads list them as missing_codes.
+    @aws_call("get group", missing=None, missing_codes=("IdNotFoundException",))
+    def get_group(code):
+        raise client_error(code, status=404)
+
+    assert get_group("IdNotFoundException") is None
+    with pytest.raises(AWSCallError, match="Failed to get group"):
+        get_group("ResourceNotFoundException")
+
+    # The other calls keep the default code.
+    @aws_call("describe thing", missing=None)
+    def describe(code):
+        raise client_error(code, status=404)
+
+    with pytest.raises(AWSCallError, match="Failed to describe thing"):
+        describe("IdNotFoundException")
+
+
 class Module:
     def fail_json_aws(self, exception, msg):
         raise SystemExit(("aws", type(exception).__name__, msg))
