@@ -237,7 +237,7 @@ options:
                 description: Absolute path where the function finds the model.
                 type: str
                 required: true
-              owner_setting:
+              owner_setting: &model_owner_setting
                 description: Owner of the downloaded files.
                 type: dict
                 suboptions:
@@ -262,19 +262,8 @@ options:
                 description: Absolute path where the function finds the model.
                 type: str
                 required: true
-              owner_setting:
-                description: Owner of the downloaded files.
-                type: dict
-                suboptions:
-                  group_owner:
-                    description: Linux group owning the files.
-                    type: str
-                    required: true
-                  group_permission:
-                    description: That group's permission.
-                    type: str
-                    choices: [ro, rw]
-                    required: true
+              # The same owner setting as the S3 model's (a YAML alias).
+              owner_setting: *model_owner_setting
   subscriptions:
     description:
       - MQTT routes of the group (C(CreateSubscriptionDefinitionVersion) C(Subscriptions)). Omitted or empty means none.
