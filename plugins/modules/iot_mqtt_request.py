@@ -314,8 +314,13 @@ def main():
         module.fail_json(msg="iot_mqtt_request: " + "; ".join(problems))
     if not HAS_PAHO:
         module.fail_json(msg=missing_required_lib("paho-mqtt"))
-    if module.check_mode:
-        module.exit_json(changed=False, msg="check mode: nothing published")
+    result = dict(changed=False, msg="check mode: nothing published") if module.check_mode else ask(module, data)
+    module.exit_json(**result)
+
+
+def ask(module, data):
+    """Publish the request until the answers arrive; the module's result, or a failure naming what is missing."""
+    params = module.params
     try:
         answered = request_answer(params, data)
     except (RuntimeError, OSError, ssl.SSLError) as error:
@@ -326,14 +331,14 @@ def main():
             % (params["answer_topic"], params["timeout"], params["request_topic"], params["resend_every"])
         )
     if params["expect_answers_from"]:
-        module.exit_json(
+        return dict(
             changed=False,
             answers={sender: parsed(payload) for sender, payload in answered["answers"].items()},
             seconds={sender: round(value, 3) for sender, value in answered["seconds"].items()},
             missing=sorted(set(params["expect_answers_from"]) - set(answered["answers"])),
             requests=answered["sent"],
         )
-    module.exit_json(
+    return dict(
         changed=False,
         answer=parsed(answered["payload"]),
         answer_topic=answered["topic"],

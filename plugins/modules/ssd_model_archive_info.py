@@ -75,6 +75,24 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 MAX_LISTED = 100
 
 
+def read_archive(path, expected):
+    """What the archive holds against what the checkpoint needs; an unreadable archive is reported, not failed."""
+    members = []
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            for member in archive:
+                if member.isfile():
+                    members.append(member.name[2:] if member.name.startswith("./") else member.name)
+    except (OSError, EOFError, tarfile.TarError) as error:
+        return dict(readable=False, error=str(error), members=[], expected=expected, missing=expected)
+    return dict(
+        readable=True,
+        members=sorted(members)[:MAX_LISTED],
+        expected=expected,
+        missing=[name for name in expected if name not in members],
+    )
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -86,23 +104,7 @@ def main():
     )
     prefix = module.params["prefix"]
     expected = ["%s-symbol.json" % prefix, "%s-%04d.params" % (prefix, module.params["epoch"])]
-    members = []
-    try:
-        with tarfile.open(module.params["path"], "r:gz") as archive:
-            for member in archive:
-                if member.isfile():
-                    members.append(member.name[2:] if member.name.startswith("./") else member.name)
-    except (OSError, EOFError, tarfile.TarError) as error:
-        module.exit_json(
-            changed=False, readable=False, error=str(error), members=[], expected=expected, missing=expected
-        )
-    module.exit_json(
-        changed=False,
-        readable=True,
-        members=sorted(members)[:MAX_LISTED],
-        expected=expected,
-        missing=[name for name in expected if name not in members],
-    )
+    module.exit_json(changed=False, **read_archive(module.params["path"], expected))
 
 
 if __name__ == "__main__":

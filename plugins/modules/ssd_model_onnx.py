@@ -253,88 +253,93 @@ def main():
         supports_check_mode=True,
     )
     check_inputs(module)
-    params = module.params
     workdir = tempfile.mkdtemp(prefix="ssd_model_onnx-")
     try:
-        folder, needed = stage_checkpoint(module, workdir)
-        size = input_size_of(module, folder)
-        stamp = {
-            "source_sha256": source_digest(module, folder, needed),
-            "converter_version": _ssd_onnx.CONVERTER_VERSION,
-            "prefix": params["prefix"],
-            "epoch": params["epoch"],
-            "input_size": size,
-            "verify_images": sorted(_ssd_onnx.sha256_of(path) for path in params["verify_images"]),
-        }
-        recorded = recorded_conversion(params["dest"])
-        if not params["force"] and recorded and dict((k, recorded.get(k)) for k in stamp) == stamp:
-            module.exit_json(
-                changed=False,
-                converted=False,
-                dest=params["dest"],
-                sha256=_ssd_onnx.sha256_of(params["dest"]),
-                source_sha256=stamp["source_sha256"],
-                conversion=recorded["conversion"],
-                verification=recorded["verification"],
-            )
-        prefix_path = os.path.join(folder, params["prefix"])
-        try:
-            checkpoint = _ssd_onnx.load_checkpoint(prefix_path, params["epoch"])  # once, for both steps
-            onnx_bytes, conversion = _ssd_onnx.convert(checkpoint, size)
-            images = _ssd_onnx.read_images(params["verify_images"]) or _ssd_onnx.synthetic_images(size)
-            verification = _ssd_onnx.verify(
-                checkpoint,
-                onnx_bytes,
-                images,
-                size,
-                params["score_tolerance"],
-                params["box_tolerance"],
-            )
-        except _ssd_onnx.ConversionError as error:
-            module.fail_json(msg="{}: {}".format(params["src"], error))
-        record = dict(stamp, conversion=conversion, verification=verification)
-        record_bytes = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
-        if params["dest"].endswith(".tar.gz"):
-            members = [("conversion.json", record_bytes), ("{}.onnx".format(params["prefix"]), onnx_bytes)]
-            for name in SIDE_FILES:
-                path = os.path.join(folder, name)
-                if os.path.isfile(path):
-                    with open(path, "rb") as handle:
-                        members.append((name, handle.read()))
-            content = _ssd_onnx.deterministic_tar_gz(members)
-        else:
-            import onnx
-
-            model = onnx.load_from_string(onnx_bytes)
-            onnx.helper.set_model_props(
-                model,
-                dict(
-                    dict((p.key, p.value) for p in model.metadata_props), **{"edgeml.conversion": record_bytes.decode()}
-                ),
-            )
-            content = model.SerializeToString()
-        digest = hashlib.sha256(content).hexdigest()
-        changed = not os.path.isfile(params["dest"]) or _ssd_onnx.sha256_of(params["dest"]) != digest
-        if changed and not module.check_mode:
-            parent = os.path.dirname(os.path.abspath(params["dest"]))
-            if not os.path.isdir(parent):
-                os.makedirs(parent)
-            staged = os.path.join(workdir, "dest")
-            with open(staged, "wb") as handle:
-                handle.write(content)
-            os.chmod(staged, 0o644)
-            module.atomic_move(staged, os.path.abspath(params["dest"]))
-        module.exit_json(
-            changed=changed,
-            converted=True,
-            dest=params["dest"],
-            sha256=digest,
-            source_sha256=stamp["source_sha256"],
-            conversion=conversion,
-            verification=verification,
-        )
+        result = convert_model(module, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    module.exit_json(**result)
+
+
+def convert_model(module, workdir):
+    """Read the checkpoint, compare with the conversion recorded in dest, convert and verify when it differs, and
+    write dest unless in check mode; the module's result."""
+    params = module.params
+    folder, needed = stage_checkpoint(module, workdir)
+    size = input_size_of(module, folder)
+    stamp = {
+        "source_sha256": source_digest(module, folder, needed),
+        "converter_version": _ssd_onnx.CONVERTER_VERSION,
+        "prefix": params["prefix"],
+        "epoch": params["epoch"],
+        "input_size": size,
+        "verify_images": sorted(_ssd_onnx.sha256_of(path) for path in params["verify_images"]),
+    }
+    recorded = recorded_conversion(params["dest"])
+    if not params["force"] and recorded and dict((k, recorded.get(k)) for k in stamp) == stamp:
+        return dict(
+            changed=False,
+            converted=False,
+            dest=params["dest"],
+            sha256=_ssd_onnx.sha256_of(params["dest"]),
+            source_sha256=stamp["source_sha256"],
+            conversion=recorded["conversion"],
+            verification=recorded["verification"],
+        )
+    prefix_path = os.path.join(folder, params["prefix"])
+    try:
+        checkpoint = _ssd_onnx.load_checkpoint(prefix_path, params["epoch"])  # once, for both steps
+        onnx_bytes, conversion = _ssd_onnx.convert(checkpoint, size)
+        images = _ssd_onnx.read_images(params["verify_images"]) or _ssd_onnx.synthetic_images(size)
+        verification = _ssd_onnx.verify(
+            checkpoint,
+            onnx_bytes,
+            images,
+            size,
+            params["score_tolerance"],
+            params["box_tolerance"],
+        )
+    except _ssd_onnx.ConversionError as error:
+        module.fail_json(msg="{}: {}".format(params["src"], error))
+    record = dict(stamp, conversion=conversion, verification=verification)
+    record_bytes = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+    if params["dest"].endswith(".tar.gz"):
+        members = [("conversion.json", record_bytes), ("{}.onnx".format(params["prefix"]), onnx_bytes)]
+        for name in SIDE_FILES:
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                with open(path, "rb") as handle:
+                    members.append((name, handle.read()))
+        content = _ssd_onnx.deterministic_tar_gz(members)
+    else:
+        import onnx
+
+        model = onnx.load_from_string(onnx_bytes)
+        onnx.helper.set_model_props(
+            model,
+            dict(dict((p.key, p.value) for p in model.metadata_props), **{"edgeml.conversion": record_bytes.decode()}),
+        )
+        content = model.SerializeToString()
+    digest = hashlib.sha256(content).hexdigest()
+    changed = not os.path.isfile(params["dest"]) or _ssd_onnx.sha256_of(params["dest"]) != digest
+    if changed and not module.check_mode:
+        parent = os.path.dirname(os.path.abspath(params["dest"]))
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+        staged = os.path.join(workdir, "dest")
+        with open(staged, "wb") as handle:
+            handle.write(content)
+        os.chmod(staged, 0o644)
+        module.atomic_move(staged, os.path.abspath(params["dest"]))
+    return dict(
+        changed=changed,
+        converted=True,
+        dest=params["dest"],
+        sha256=digest,
+        source_sha256=stamp["source_sha256"],
+        conversion=conversion,
+        verification=verification,
+    )
 
 
 if __name__ == "__main__":
