@@ -21,9 +21,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 from testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
+from tests.integration.detector_bed import write_detector_bed
 
 pytestmark = pytest.mark.aws
 
@@ -40,22 +40,10 @@ RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+
 
 
 def write_bed(tmp_path: Path, aws_env: dict, group_vars: dict, identity: bool = True) -> tuple[Path, Path]:
-    aws = {
-        "endpoint_url": aws_env["AWS_ENDPOINT_URL"],
-        "region": aws_env["AWS_REGION"],
-        "access_key": aws_env["AWS_ACCESS_KEY_ID"],
-        "secret_key": aws_env["AWS_SECRET_ACCESS_KEY"],
-    }
-    inventory = {
-        "edge_devices": {
-            "hosts": {
-                # The GPU device is known as one by the nvidia_driver_cuda role's fact, the role's default source.
-                name: {"ansible_connection": "local", **({"nvidia_driver_cuda_gpu_present": True} if gpu else {})}
-                for name, gpu in HOSTS.items()
-            },
-            # The controller's venv has boto3 and greengrasssdk; a discovered /usr/bin/python3 would not.
-            "vars": {"ansible_python_interpreter": sys.executable, **group_vars},
-        }
+    # The GPU device is known as one by the nvidia_driver_cuda role's fact, the role's default source.
+    hosts = {
+        name: {"ansible_connection": "local", **({"nvidia_driver_cuda_gpu_present": True} if gpu else {})}
+        for name, gpu in HOSTS.items()
     }
     tasks = []
     if identity:
@@ -85,20 +73,9 @@ def write_bed(tmp_path: Path, aws_env: dict, group_vars: dict, identity: bool = 
         ]
     # Imported (static), so the role's phase tags select its tasks.
     tasks.append({"name": "Detector", "ansible.builtin.import_role": {"name": str(ROLE_DIR)}})
-    playbook = [
-        {
-            "name": "Object detector into each device's Greengrass V1 group",
-            "hosts": "edge_devices",
-            "gather_facts": False,
-            "module_defaults": {"group/edgeml.greengrass.aws": aws, "group/amazon.aws.aws": aws},
-            "tasks": tasks,
-        }
-    ]
-    inventory_path = tmp_path / "inventory.yml"
-    inventory_path.write_text(yaml.safe_dump(inventory, sort_keys=False))
-    playbook_path = tmp_path / "playbook.yml"
-    playbook_path.write_text(yaml.safe_dump(playbook, sort_keys=False))
-    return inventory_path, playbook_path
+    return write_detector_bed(
+        tmp_path, aws_env, hosts, group_vars, tasks, "Object detector into each device's Greengrass V1 group"
+    )
 
 
 def run_playbook(

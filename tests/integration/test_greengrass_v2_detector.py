@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from testbed.fault_proxy import FaultPlan, FaultProxy, FaultRule
 from testbed.greengrassv2_emulation import control
+from tests.integration.detector_bed import write_detector_bed
 from tests.integration.test_greengrass_v1_detector import recap, run_playbook
 
 pytestmark = pytest.mark.aws
@@ -43,18 +42,6 @@ def write_bed(
     tmp_path: Path, aws_env: dict, group_vars: dict, hosts: dict[str, dict] | None = None
 ) -> tuple[Path, Path]:
     """Inventory and playbook; ``hosts`` (name: host vars) replaces the two local hosts."""
-    aws = {
-        "endpoint_url": aws_env["AWS_ENDPOINT_URL"],
-        "region": aws_env["AWS_REGION"],
-        "access_key": aws_env["AWS_ACCESS_KEY_ID"],
-        "secret_key": aws_env["AWS_SECRET_ACCESS_KEY"],
-    }
-    inventory = {
-        "edge_devices": {
-            "hosts": hosts or {name: {"ansible_connection": "local"} for name in HOSTS},
-            "vars": {"ansible_python_interpreter": sys.executable, **group_vars},
-        }
-    }
     tasks = [
         {"name": "Reach the device", "ansible.builtin.ping": {}, "tags": ["always"]},
         {
@@ -79,20 +66,9 @@ def write_bed(
         },
         {"name": "Detector", "ansible.builtin.import_role": {"name": str(ROLE_DIR)}},
     ]
-    playbook = [
-        {
-            "name": "Object detector as Greengrass V2 components",
-            "hosts": "edge_devices",
-            "gather_facts": False,
-            "module_defaults": {"group/edgeml.greengrass.aws": aws, "group/amazon.aws.aws": aws},
-            "tasks": tasks,
-        }
-    ]
-    inventory_path = tmp_path / "inventory.yml"
-    inventory_path.write_text(yaml.safe_dump(inventory, sort_keys=False))
-    playbook_path = tmp_path / "playbook.yml"
-    playbook_path.write_text(yaml.safe_dump(playbook, sort_keys=False))
-    return inventory_path, playbook_path
+    hosts = hosts or {name: {"ansible_connection": "local"} for name in HOSTS}
+    play_name = "Object detector as Greengrass V2 components"
+    return write_detector_bed(tmp_path, aws_env, hosts, group_vars, tasks, play_name)
 
 
 def base_vars(tmp_path: Path, sources: Path, model_archive: Path) -> dict:

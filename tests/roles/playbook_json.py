@@ -50,6 +50,22 @@ class PlaybookRun:
             if result.get("failed")
         ]
 
+    def stopping_failure(self, host: str) -> tuple[str, str]:
+        """(task name, message) of the last task that failed on host: the one that stopped the play (a failure
+        caught by a rescue comes earlier). Fails the test when no task failed there."""
+        found = None
+        for play in self.output.get("plays", []):
+            for task in play.get("tasks", []):
+                result = task["hosts"].get(host, {})
+                if result.get("failed") and not result.get("ignore_errors"):
+                    messages = [str(result.get("msg", ""))] + [
+                        str(item.get("msg", "")) for item in result.get("results", []) if item.get("failed")
+                    ]
+                    found = task["task"]["name"].split(" : ", 1)[-1], " ".join(messages)
+        if found is None:
+            raise AssertionError(f"no task failed on {host}: {self.describe()}")
+        return found
+
     def stats(self, host: str) -> dict:
         return self.output.get("stats", {}).get(host, {})
 

@@ -95,23 +95,6 @@ def run_role(tmp_path, fleet, extra_vars: dict, *args: str):
     return run_playbook(playbook, fleet.inventory, *args, extra_vars=extra_vars, timeout=600)
 
 
-def failed_task(run, host: str) -> tuple[str, str]:
-    """(task name, message) of the last task that failed on host: the one that stopped the play
-    (a failure caught by a rescue comes earlier)."""
-    found = None
-    for play in run.output.get("plays", []):
-        for task in play.get("tasks", []):
-            result = task["hosts"].get(host, {})
-            if result.get("failed") and not result.get("ignore_errors"):
-                messages = [str(result.get("msg", ""))] + [
-                    str(item.get("msg", "")) for item in result.get("results", []) if item.get("failed")
-                ]
-                found = task["task"]["name"].split(" : ", 1)[-1], " ".join(messages)
-    if found is None:
-        raise AssertionError(f"no task failed on {host}: {run.describe()}")
-    return found
-
-
 def test_checksum_mismatch_fails_in_preflight_and_writes_nothing(tmp_path, device, standin):
     fleet, host = device
     before = footprint(fleet, host)
@@ -119,7 +102,7 @@ def test_checksum_mismatch_fails_in_preflight_and_writes_nothing(tmp_path, devic
     wrong = hashlib.sha256(b"some other archive").hexdigest()
     run = run_role(tmp_path, fleet, {**good_vars(standin, host), "greengrass_v1_core_archive_checksum": wrong})
     assert run.returncode != 0, run.describe()
-    task, message = failed_task(run, host)
+    task, message = run.stopping_failure(host)
     assert task.startswith("Preflight |"), task
     assert "greengrass_v1_core_archive_checksum" in message
     assert wrong in message and standin["sha256"] in message
@@ -151,7 +134,7 @@ def test_malformed_inputs_fail_in_preflight_naming_the_input(tmp_path, device, s
     for name, value, words in BAD_INPUTS:
         run = run_role(tmp_path, fleet, {**good_vars(standin, host), name: value})
         assert run.returncode != 0, f"{name}={value!r} was accepted: {run.describe()}"
-        task, message = failed_task(run, host)
+        task, message = run.stopping_failure(host)
         assert task.startswith("Preflight |") or task.startswith("Validating arguments"), (name, value, task)
         assert name in message, (name, value, message)
         assert words in message, (name, value, message)
@@ -193,7 +176,7 @@ def test_archive_url_is_checked_before_anything_is_written_then_installs(tmp_pat
     wrong = hashlib.sha256(b"some other archive").hexdigest()
     run = run_role(tmp_path, fleet, {**url_vars, "greengrass_v1_core_archive_checksum": wrong})
     assert run.returncode != 0, run.describe()
-    task, message = failed_task(run, host)
+    task, message = run.stopping_failure(host)
     assert task == "Install | Report the failed download", task
     assert "greengrass_v1_core_archive_url" in message and "greengrass_v1_core_archive_checksum" in message
     assert wrong in message

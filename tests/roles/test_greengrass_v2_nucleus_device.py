@@ -150,22 +150,6 @@ def run_role(tmp_path, fleet, extra_vars: dict, *args: str):
     return run_playbook(playbook, fleet.inventory, *args, extra_vars=extra_vars, timeout=900)
 
 
-def failed_task(run, host: str) -> tuple[str, str]:
-    """(task name, message) of the last task that failed on host: the one that stopped the play."""
-    found = None
-    for play in run.output.get("plays", []):
-        for task in play.get("tasks", []):
-            result = task["hosts"].get(host, {})
-            if result.get("failed") and not result.get("ignore_errors"):
-                messages = [str(result.get("msg", ""))] + [
-                    str(item.get("msg", "")) for item in result.get("results", []) if item.get("failed")
-                ]
-                found = task["task"]["name"].split(" : ", 1)[-1], " ".join(messages)
-    if found is None:
-        raise AssertionError(f"no task failed on {host}: {run.describe()}")
-    return found
-
-
 BAD_INPUTS = [
     # (input, bad value, task the role must stop in, words the message must contain)
     (
@@ -232,7 +216,7 @@ def test_bad_inputs_stop_the_role_before_anything_is_written(tmp_path, edge_devi
     for name, value, stage, words in BAD_INPUTS:
         run = run_role(tmp_path, fleet, {**good_vars(standin, host), name: value})
         assert run.returncode != 0, f"{name}={value!r} was accepted: {run.describe()}"
-        task, message = failed_task(run, host)
+        task, message = run.stopping_failure(host)
         assert task.startswith(stage) or task.startswith("Validating arguments"), (name, value, task)
         assert name in message and words in message, (name, value, message)
         assert footprint(fleet, host) == before, (name, value)
@@ -248,7 +232,7 @@ def test_bad_inputs_stop_the_role_before_anything_is_written(tmp_path, edge_devi
     }
     run = run_role(tmp_path, fleet, url_vars)
     assert run.returncode != 0, run.describe()
-    task, message = failed_task(run, host)
+    task, message = run.stopping_failure(host)
     assert task == "Install | Report the failed download", task
     assert "greengrass_v2_nucleus_archive_url" in message and "greengrass_v2_nucleus_archive_checksum" in message
     assert wrong in message
@@ -292,7 +276,7 @@ def test_a_key_that_does_not_match_the_certificate_keeps_the_nucleus_from_starti
     # Only the run phase: the swapped key stays, and the installer refuses it; the role says why.
     run = run_role(tmp_path, fleet, good_vars(standin, host), "--tags", "greengrass_v2_nucleus_run")
     assert run.returncode != 0, run.describe()
-    task, message = failed_task(run, host)
+    task, message = run.stopping_failure(host)
     assert task == "Run | Report why the installer failed", task
     assert "does not match the certificate" in message, message
 
@@ -317,7 +301,7 @@ def test_a_key_that_does_not_match_the_certificate_keeps_the_nucleus_from_starti
         {**good_vars(standin, host), "greengrass_v2_nucleus_private_key_path": f"{CREDENTIALS_DIR}/other.private.key"},
     )
     assert run.returncode != 0, run.describe()
-    task, message = failed_task(run, host)
+    task, message = run.stopping_failure(host)
     assert task == "Credentials | Assert the private key belongs to the certificate", task
     assert "greengrass_v2_nucleus_private_key_path" in message and "does not belong to" in message
     assert sudo(fleet, host, "sha256sum /var/lib/edgeml/greengrass-v2-installer/config.yaml").stdout == config_before
