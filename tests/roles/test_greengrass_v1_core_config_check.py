@@ -6,13 +6,14 @@ The check is roles/greengrass_v1_core/files/check_config_json.py; here it runs e
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.roles.config_documents import edited
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "greengrass_v1_core"
 CHECK = (ROLE / "files" / "check_config_json.py").read_text()
@@ -53,37 +54,20 @@ def test_accepts_a_v1_config(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-def _without(path: str) -> dict:
-    doc = copy.deepcopy(GOOD)
-    *parents, last = path.split(".")
-    node = doc
-    for part in parents:
-        node = node[part]
-    del node[last]
-    return doc
-
-
-def _with(path: str, value) -> dict:
-    doc = copy.deepcopy(GOOD)
-    *parents, last = path.split(".")
-    node = doc
-    for part in parents:
-        node = node[part]
-    node[last] = value
-    return doc
-
-
 @pytest.mark.parametrize(
     ("doc", "reason"),
     [
-        (_without("coreThing.thingArn"), "coreThing.thingArn: missing"),
-        (_with("coreThing.iotHost", ""), "coreThing.iotHost: must be a non-empty string"),
-        (_with("coreThing.keepAlive", "600"), "coreThing.keepAlive: expected int"),
-        (_with("coreThing.keepAlive", True), "coreThing.keepAlive: expected int"),
-        (_with("runtime.cgroup.useSystemd", "true"), "runtime.cgroup.useSystemd: expected yes or no"),
-        (_with("managedRespawn", "false"), "managedRespawn: expected bool"),
-        (_without("crypto.principals.SecretsManager"), "crypto.principals.SecretsManager.privateKeyPath: missing"),
-        (_with("crypto.caPath", "/greengrass/certs/root.ca.pem"), "crypto.caPath: expected a file:/// URL"),
+        (edited(GOOD, ("coreThing", "thingArn")), "coreThing.thingArn: missing"),
+        (edited(GOOD, ("coreThing", "iotHost"), ""), "coreThing.iotHost: must be a non-empty string"),
+        (edited(GOOD, ("coreThing", "keepAlive"), "600"), "coreThing.keepAlive: expected int"),
+        (edited(GOOD, ("coreThing", "keepAlive"), True), "coreThing.keepAlive: expected int"),
+        (edited(GOOD, ("runtime", "cgroup", "useSystemd"), "true"), "runtime.cgroup.useSystemd: expected yes or no"),
+        (edited(GOOD, ("managedRespawn",), "false"), "managedRespawn: expected bool"),
+        (
+            edited(GOOD, ("crypto", "principals", "SecretsManager")),
+            "crypto.principals.SecretsManager.privateKeyPath: missing",
+        ),
+        (edited(GOOD, ("crypto", "caPath"), "/greengrass/certs/root.ca.pem"), "crypto.caPath: expected a file:/// URL"),
     ],
 )
 def test_rejects_a_broken_config_naming_the_key(tmp_path, doc, reason):

@@ -10,7 +10,6 @@ zip archives written in the test's folder.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import subprocess
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.roles.config_documents import edited
 
 FILES = Path(__file__).resolve().parents[2] / "roles" / "greengrass_v2_nucleus" / "files"
 
@@ -58,19 +59,6 @@ def check_config(tmp_path: Path, doc) -> subprocess.CompletedProcess:
     return run_file("check_config_yaml.py", path)
 
 
-def _changed(path: str, value=None, *, delete: bool = False) -> dict:
-    doc = copy.deepcopy(GOOD)
-    *parents, last = path.split("/")
-    node = doc
-    for part in parents:
-        node = node[part]
-    if delete:
-        del node[last]
-    else:
-        node[last] = value
-    return doc
-
-
 def test_config_check_accepts_the_manual_provisioning_config(tmp_path):
     done = check_config(tmp_path, GOOD)
     assert done.returncode == 0, done.stderr
@@ -79,19 +67,19 @@ def test_config_check_accepts_the_manual_provisioning_config(tmp_path):
 @pytest.mark.parametrize(
     ("doc", "reason"),
     [
-        (_changed("system/thingName", delete=True), "system.thingName: missing"),
-        (_changed("system/rootpath", "greengrass/v2"), "system.rootpath: expected an absolute path"),
-        (_changed("system/privateKeyPath", ""), "system.privateKeyPath: expected a non-empty string"),
+        (edited(GOOD, ("system", "thingName")), "system.thingName: missing"),
+        (edited(GOOD, ("system", "rootpath"), "greengrass/v2"), "system.rootpath: expected an absolute path"),
+        (edited(GOOD, ("system", "privateKeyPath"), ""), "system.privateKeyPath: expected a non-empty string"),
         (
-            _changed("services/aws.greengrass.Nucleus/componentType", "GENERIC"),
+            edited(GOOD, ("services", "aws.greengrass.Nucleus", "componentType"), "GENERIC"),
             "services.aws.greengrass.Nucleus.componentType: expected NUCLEUS",
         ),
         (
-            _changed("services/aws.greengrass.Nucleus/configuration/iotCredEndpoint", delete=True),
+            edited(GOOD, ("services", "aws.greengrass.Nucleus", "configuration", "iotCredEndpoint")),
             "services.aws.greengrass.Nucleus.configuration.iotCredEndpoint: missing",
         ),
         (
-            _changed("services/aws.greengrass.Nucleus/version", 2.16),
+            edited(GOOD, ("services", "aws.greengrass.Nucleus", "version"), 2.16),
             "services.aws.greengrass.Nucleus.version: expected a non-empty string",
         ),
     ],
